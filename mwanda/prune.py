@@ -1,0 +1,284 @@
+"""The one pruning driver: sequential, block by block, for every architecture ``blocks`` knows.
+
+For block b (``sequential=True``, the default, as in Wanda): one forward pass over the
+calibration inputs collects the per-language statistics of all its linears, they are pruned, and
+block b is run again with the pruned weights to produce the inputs of block b + 1.
+
+Non-uniform allocation (OWL, CWL) first needs every block's score D_b, from one dense pass over
+all blocks; ``sequential=False`` prunes every block with the statistics of that same dense pass.
+Memory: the model, two activation buffers [N, T, d] and the statistics of one block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from mwanda import allocation, scores
+from mwanda.blocks import (
+    ModelStructureError,
+    block_linears,
+    capture_inputs,
+    ffn_pair,
+    find_blocks,
+    run_block,
+)
+from mwanda.calibration import CalibrationSet
+from mwanda.config import PruneConfig
+from mwanda.report import PruningReport, environment_info
+from mwanda.stats import BlockStatsCollector, LanguageStats
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class _Plan:
+    """What the driver will touch: linears per block, FFN pairs, parameter counts."""
+
+    path: str
+    blocks: nn.ModuleList
+    linears: list[dict[str, nn.Linear]]
+    ffn: list[tuple[str, str] | None]
+    params: list[int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.params = [sum(lin.weight.numel() for lin in lins.values()) for lins in self.linears]
+
+
+def make_plan(model: nn.Module, cfg: PruneConfig) -> _Plan:
+    """Find blocks and their prunable linears; fail before any compute if there are none."""
+    path, blocks = find_blocks(model)
+    linears = [block_linears(blk, f"{path}.{i}.", cfg.include, cfg.exclude) for i, blk in enumerate(blocks)]
+    if not any(linears):
+        raise ModelStructureError(
+            f"no nn.Linear inside {path}.* matches include={list(cfg.include)} "
+            f"exclude={list(cfg.exclude)}; loosen the patterns."
+        )
+    ffn = [ffn_pair(blk) for blk in blocks]
+    return _Plan(path, blocks, linears, ffn)
+
+
+def needs_activity(cfg: PruneConfig) -> bool:
+    """Only M-Wanda's P_j term (beta > 0) needs FFN activity counts."""
+    language_aware = cfg.method == "mwanda" or cfg.language_aware
+    return language_aware and cfg.beta > 0
+
+
+def layer_score(W: Tensor, st: LanguageStats | None, cfg: PruneConfig, is_ffn_down: bool) -> Tensor:
+    """Score of one linear under ``cfg.method`` (see scores.py for the formulas)."""
+    if cfg.method == "magnitude":
+        return scores.magnitude(W)
+    if cfg.method == "mwanda" or cfg.language_aware:
+        act = scores.mwanda_activation(
+            st.counts,
+            st.sumsq,
+            st.sums,
+            st.active if is_ffn_down else None,
+            cfg.alpha,
+            cfg.beta,
+            cfg.variation,
+        )
+    else:
+        act = scores.wanda_activation(st.sumsq)
+    act = act.to(W.device)
+    return scores.ria(W, act, cfg.ria_a) if cfg.method == "ria" else scores.wanda(W, act)
+
+
+def collect_block_stats(
+    block: nn.Module,
+    plan_linears: dict[str, nn.Linear],
+    ffn: tuple[str, str] | None,
+    inps: Tensor,
+    calls: list,
+    lang_idx: list[Tensor],
+    n_langs: int,
+    prefix: str,
+    outs: Tensor | None = None,
+) -> dict[str, LanguageStats]:
+    """One forward pass of ``block`` with hooks; writes the block outputs into ``outs`` if given."""
+    hooked = dict(plan_linears)
+    if ffn is not None and ffn[0] in hooked:
+        hooked.setdefault(ffn[1], dict(block.named_modules())[ffn[1]])
+    collector = BlockStatsCollector(hooked, n_langs, ffn if ffn and ffn[0] in plan_linears else None)
+    with collector:
+        start = 0
+        for call, idx in zip(calls, lang_idx, strict=True):
+            collector.lang_idx = idx
+            x = inps[start : start + len(idx)]
+            y = run_block(block, x, call)
+            if outs is not None:
+                outs[start : start + len(idx)] = y.to(outs.device)
+            start += len(idx)
+    stats = collector.finish(prefix)
+    return {name: stats[name] for name in plan_linears}
+
+
+def forward_block(block: nn.Module, inps: Tensor, outs: Tensor, calls: list, sizes: list[int]) -> None:
+    start = 0
+    for call, n in zip(calls, sizes, strict=True):
+        outs[start : start + n] = run_block(block, inps[start : start + n], call).to(outs.device)
+        start += n
+
+
+class MaskHasher:
+    """SHA-256 over all masks in pruning order (layer name + packed bits): a run's fingerprint."""
+
+    def __init__(self) -> None:
+        self._h = hashlib.sha256()
+
+    def update(self, name: str, mask: Tensor) -> None:
+        self._h.update(name.encode() + b"\0" + repr(tuple(mask.shape)).encode())
+        self._h.update(np.packbits(mask.cpu().numpy().reshape(-1)).tobytes())
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+def prune_model(
+    model: nn.Module,
+    calib: CalibrationSet | None,
+    cfg: PruneConfig,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> PruningReport:
+    """Prune ``model`` in place as ``cfg`` says and return the report.
+
+    ``calib`` may be None only for uniform magnitude pruning, which needs no data.
+    """
+    t_start = time.perf_counter()
+    plan = make_plan(model, cfg)
+    needs_data = cfg.method != "magnitude" or cfg.allocation != "uniform"
+    if needs_data and calib is None:
+        raise ValueError(f"method={cfg.method} allocation={cfg.allocation} needs calibration data.")
+    if cfg.allocation == "cwl" and len(calib.languages) < 2:
+        raise ValueError("allocation='cwl' needs calibration data in at least two languages.")
+    timings: dict[str, float] = {}
+    n_blocks = len(plan.blocks)
+    model.eval()
+    with torch.no_grad():
+        if needs_data:
+            t = time.perf_counter()
+            inps, calls = capture_inputs(model, calib.input_ids, batch_size)
+            lang_idx = list(calib.lang_index().split(batch_size))
+            timings["capture_s"] = time.perf_counter() - t
+        dense_stats: list[dict[str, LanguageStats]] = []
+        D = None
+        if needs_data and (cfg.allocation != "uniform" or not cfg.sequential):
+            t = time.perf_counter()
+            D, dense_stats, inps = _dense_pass(plan, cfg, inps, calls, lang_idx, calib, progress)
+            timings["dense_pass_s"] = time.perf_counter() - t
+        if D is not None and cfg.allocation != "uniform":
+            weights = torch.tensor(plan.params, dtype=torch.float64)
+            block_sparsity = allocation.allocate(D, cfg.sparsity, cfg.owl_lambda, weights).tolist()
+        else:
+            block_sparsity = [cfg.sparsity] * n_blocks
+        if "dense_pass_s" in timings and cfg.sequential:
+            # The dense pass overwrote the buffer: recapture block 0's inputs in place.
+            inps, calls = capture_inputs(model, calib.input_ids, batch_size, out=inps)
+        per_row = _row_counts(plan, cfg, block_sparsity)
+        t = time.perf_counter()
+        hasher, layer_rows = MaskHasher(), []
+        outs = torch.empty_like(inps) if needs_data and cfg.sequential else None
+        for b in tqdm(range(n_blocks), desc="prune", unit="block", disable=not progress):
+            block, lins, prefix = plan.blocks[b], plan.linears[b], f"{plan.path}.{b}."
+            if cfg.method == "magnitude":
+                stats = {}
+            elif cfg.sequential:
+                ffn = plan.ffn[b] if needs_activity(cfg) else None
+                stats = collect_block_stats(
+                    block, lins, ffn, inps, calls, lang_idx, len(calib.languages), prefix
+                )
+            else:
+                stats = dense_stats[b]
+            for name, lin in lins.items():
+                is_down = plan.ffn[b] is not None and plan.ffn[b][0] == name
+                score = layer_score(lin.weight, stats.get(name), cfg, is_down)
+                k = per_row.get(prefix + name)
+                mask = scores.prune_mask(score, block_sparsity[b], cfg.structure, cfg.comparison, k)
+                lin.weight.data.masked_fill_(mask, 0)
+                hasher.update(prefix + name, mask)
+                layer_rows.append(_layer_row(prefix + name, b, mask, block_sparsity[b]))
+            if outs is not None:
+                forward_block(block, inps, outs, calls, [len(i) for i in lang_idx])
+                inps, outs = outs, inps
+        timings["prune_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t_start
+    return PruningReport.build(
+        cfg=cfg,
+        calib=calib,
+        model=model,
+        layers=layer_rows,
+        block_sparsity=block_sparsity,
+        block_scores=None if D is None else D.tolist(),
+        mask_sha256=hasher.hexdigest(),
+        timings=timings,
+        peak_memory=peak_memory(),
+        environment=environment_info(),
+    )
+
+
+def _dense_pass(plan: _Plan, cfg: PruneConfig, inps, calls, lang_idx, calib, progress):
+    """Run all blocks densely: per-block allocation score D_b, and stats if kept for pruning."""
+    keep_stats = not cfg.sequential and cfg.method != "magnitude"
+    first = inps  # returned so the caller can reuse the buffer
+    outs = torch.empty_like(inps)
+    n_langs, all_idx = len(calib.languages), calib.lang_index()
+    D, kept = [], []
+    for b in tqdm(range(len(plan.blocks)), desc="dense stats", unit="block", disable=not progress):
+        block, lins, prefix = plan.blocks[b], plan.linears[b], f"{plan.path}.{b}."
+        if cfg.allocation == "cwl":
+            st = LanguageStats.zeros(n_langs, inps.shape[-1], inps.device)
+            st.add(inps, all_idx)
+            D.append(1.0 - allocation.cross_lingual_correlation(st.counts, st.sums, st.sumsq))
+        ffn = plan.ffn[b] if needs_activity(cfg) else None
+        stats = collect_block_stats(block, lins, ffn, inps, calls, lang_idx, n_langs, prefix, outs)
+        if cfg.allocation == "owl":
+            wanda_scores = [
+                scores.wanda(lin.weight, scores.wanda_activation(stats[n].sumsq).to(lin.weight.device))
+                for n, lin in lins.items()
+            ]
+            D.append(allocation.outlier_ratio(wanda_scores, cfg.owl_m))
+        if keep_stats:
+            kept.append({n: s.to("cpu") for n, s in stats.items()})
+        inps, outs = outs, inps
+    return (torch.tensor(D, dtype=torch.float64) if D else None), kept, first
+
+
+def _row_counts(plan: _Plan, cfg: PruneConfig, block_sparsity: list[float]) -> dict[str, int]:
+    """Per-row prune counts for non-uniform row-wise allocation, so the overall target holds."""
+    if cfg.allocation == "uniform" or cfg.comparison != "row" or cfg.structure != "unstructured":
+        return {}
+    names, shapes, targets = [], [], []
+    for b, lins in enumerate(plan.linears):
+        for name, lin in lins.items():
+            names.append(f"{plan.path}.{b}.{name}")
+            shapes.append(tuple(lin.weight.shape))
+            targets.append(block_sparsity[b])
+    return dict(zip(names, allocation.row_counts(targets, shapes, cfg.sparsity), strict=True))
+
+
+def _layer_row(name: str, block: int, mask: Tensor, target: float) -> dict:
+    return {
+        "name": name,
+        "block": block,
+        "shape": list(mask.shape),
+        "params": mask.numel(),
+        "pruned": int(mask.sum()),
+        "target_sparsity": target,
+        "achieved_sparsity": int(mask.sum()) / mask.numel(),
+    }
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak resident memory of this process (MiB) and, on CUDA, peak allocated GPU memory."""
+    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        out["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out

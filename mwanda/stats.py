@@ -1,0 +1,130 @@
+"""Streaming per-language activation statistics of linear layers.
+
+For every linear layer's input and every calibration language we keep, in float64 whatever
+the model dtype: the token count, the sum of x_j^2 and the sum of x_j per input feature. For
+an FFN down-projection we also count, per language, the tokens on which each of its input
+neurons is active (the gate pre-activation > 0 for gated MLPs, the first projection's output
+> 0 for ungated ones). No per-token activation is stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+Tensor = torch.Tensor
+
+
+class StatsError(RuntimeError):
+    """Statistics are unusable (NaN/Inf); the message names the fix."""
+
+
+@dataclass
+class LanguageStats:
+    """Per-language sums over tokens of one input: counts [L], sumsq and sums [L, d]."""
+
+    counts: Tensor
+    sumsq: Tensor
+    sums: Tensor
+    active: Tensor | None = None  # [L, d]: FFN down-projection inputs only
+
+    @classmethod
+    def zeros(cls, n_langs: int, dim: int, device: torch.device | str = "cpu") -> LanguageStats:
+        z = dict(dtype=torch.float64, device=device)
+        return cls(torch.zeros(n_langs, **z), torch.zeros(n_langs, dim, **z), torch.zeros(n_langs, dim, **z))
+
+    def add(self, x: Tensor, lang_idx: Tensor) -> None:
+        """Accumulate a batch ``x`` whose sequence i is in language lang_idx[i].
+
+        ``x`` is [B, T, d] or, as some models pass FFN inputs, flattened to [B * T, d].
+        """
+        per_seq = x.reshape(lang_idx.numel(), -1, x.shape[-1]).to(torch.float64)
+        idx = lang_idx.to(per_seq.device)
+        self.counts.index_add_(0, idx, torch.full_like(idx, per_seq.shape[1], dtype=torch.float64))
+        self.sumsq.index_add_(0, idx, per_seq.square().sum(dim=1))
+        self.sums.index_add_(0, idx, per_seq.sum(dim=1))
+
+    def add_active(self, pre_activation: Tensor, lang_idx: Tensor) -> None:
+        """Count tokens with ``pre_activation`` > 0 per language and neuron."""
+        on = (pre_activation > 0).reshape(lang_idx.numel(), -1, pre_activation.shape[-1])
+        if self.active is None:
+            self.active = torch.zeros_like(self.sumsq)
+        self.active.index_add_(0, lang_idx.to(on.device), on.sum(dim=1, dtype=torch.float64))
+
+    def check_finite(self, name: str) -> None:
+        for part in (self.sumsq, self.sums):
+            if not torch.isfinite(part).all():
+                raise StatsError(
+                    f"NaN/Inf in the activation statistics of {name}: the model overflows on the "
+                    "calibration data; load it in float32 or bfloat16 (--dtype) or check its weights."
+                )
+
+    def to(self, device: torch.device | str) -> LanguageStats:
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return LanguageStats(move(self.counts), move(self.sumsq), move(self.sums), move(self.active))
+
+
+@dataclass
+class BlockStatsCollector:
+    """Hooks on one block's linears that fill a LanguageStats per linear while the block runs.
+
+    Layers that receive the very same input tensor (q/k/v, gate/up) share one computation.
+    ``ffn`` maps the down-projection's name to the linear whose output decides activity.
+    Set ``lang_idx`` before each batch.
+    """
+
+    linears: dict[str, nn.Linear]
+    n_langs: int
+    ffn: tuple[str, str] | None = None
+    lang_idx: Tensor | None = None
+    stats: dict[str, LanguageStats] = field(default_factory=dict)
+    _handles: list = field(default_factory=list)
+    _last: tuple | None = None  # (input tensor, its per-batch LanguageStats delta)
+
+    def __enter__(self) -> BlockStatsCollector:
+        for name, lin in self.linears.items():
+            self._handles.append(lin.register_forward_pre_hook(self._input_hook(name)))
+        if self.ffn is not None:
+            down, source = self.ffn
+            self._handles.append(self.linears[source].register_forward_hook(self._active_hook(down)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._last = None
+
+    def _input_hook(self, name: str):
+        def hook(module: nn.Module, args: tuple) -> None:
+            x = args[0]
+            if self._last is None or self._last[0] is not x:
+                delta = LanguageStats.zeros(self.n_langs, x.shape[-1], x.device)
+                delta.add(x, self.lang_idx)
+                self._last = (x, delta)
+            delta = self._last[1]
+            acc = self.stats.get(name)
+            if acc is None:
+                self.stats[name] = acc = LanguageStats.zeros(self.n_langs, x.shape[-1], x.device)
+            acc.counts += delta.counts
+            acc.sumsq += delta.sumsq
+            acc.sums += delta.sums
+
+        return hook
+
+    def _active_hook(self, down: str):
+        def hook(module: nn.Module, args: tuple, output: Tensor) -> None:
+            acc = self.stats.get(down)
+            if acc is None:  # the source runs before the down-projection: create it here
+                self.stats[down] = acc = LanguageStats.zeros(self.n_langs, output.shape[-1], output.device)
+            acc.add_active(output, self.lang_idx)
+
+        return hook
+
+    def finish(self, prefix: str = "") -> dict[str, LanguageStats]:
+        """The collected statistics, checked for NaN/Inf."""
+        for name, st in self.stats.items():
+            st.check_finite(prefix + name)
+        return self.stats

@@ -1,0 +1,52 @@
+"""Tiny random-weight decoders of every supported layout, and calibration sets for them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from mwanda.calibration import CalibrationSet
+
+VOCAB = 128
+
+# Small but not trivial: d_in of 32..128 makes per-row counts and N:M groups meaningful.
+ARCH_CONFIGS = {
+    "llama": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2),
+    "qwen2": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2),
+    "mistral": dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2),
+    "gemma": dict(
+        hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=8
+    ),
+    "opt": dict(hidden_size=32, ffn_dim=64, num_attention_heads=4, word_embed_proj_dim=32),
+    "bloom": dict(hidden_size=32, n_head=4),
+}
+ARCHS = tuple(ARCH_CONFIGS)
+
+
+def tiny_model(arch: str = "llama", layers: int = 3, seed: int = 0, dtype=torch.float32, **overrides):
+    """A random-weight causal LM of ``arch`` with ``layers`` blocks, in eval mode."""
+    kw = dict(ARCH_CONFIGS[arch], vocab_size=VOCAB, **overrides)
+    kw["n_layer" if arch == "bloom" else "num_hidden_layers"] = layers
+    cfg = AutoConfig.for_model(arch, **kw)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg).to(dtype)
+    # Random init puts biases at 0 and norms at 1; perturb so every parameter matters.
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+def tiny_calib(
+    n_per_lang: int = 4, seqlen: int = 16, langs=("en", "de", "fr"), seed: int = 0
+) -> CalibrationSet:
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, VOCAB, (n_per_lang * len(langs), seqlen), generator=gen)
+    return CalibrationSet(ids, tuple(lang for lang in langs for _ in range(n_per_lang)))
+
+
+@pytest.fixture
+def calib() -> CalibrationSet:
+    return tiny_calib()

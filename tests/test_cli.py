@@ -1,0 +1,215 @@
+"""`mwanda prune` end to end on a tiny saved model, and every bad input of issue 2 §6."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import VOCAB, tiny_model
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+from mwanda import report as report_mod
+from mwanda.cli import main
+
+TEXT = {
+    "en": "the quick brown fox jumps over the lazy dog and runs far away into the green forest",
+    "de": "der schnelle braune fuchs springt über den faulen hund und läuft weit in den grünen wald",
+    "fr": "le renard brun rapide saute par dessus le chien paresseux et court loin dans la forêt verte",
+}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    """A tiny Llama saved with save_pretrained plus a small trained BPE tokenizer."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(
+        list(TEXT.values()) * 5, trainers.BpeTrainer(vocab_size=VOCAB - 8, special_tokens=["[UNK]"])
+    )
+    path = tmp_path_factory.mktemp("model") / "tiny"
+    tiny_model("llama", layers=2).save_pretrained(path)
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    p = tmp_path / "calib.jsonl"
+    p.write_text("".join(json.dumps({"lang": k, "text": (v + " ") * 10}) + "\n" for k, v in TEXT.items()))
+    return p
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def test_prune_text_then_tokens_reproduces_masks(model_dir, text_file, tmp_path, capsys):
+    out1, tokens = tmp_path / "a", tmp_path / "tokens.jsonl"
+    common = ["prune", "--model", model_dir, "--method", "mwanda", "--sparsity", "0.5", "--no-progress"]
+    assert (
+        run(
+            *common,
+            "--calib-text",
+            text_file,
+            "--nsamples",
+            6,
+            "--seqlen",
+            8,
+            "--save-calib",
+            tokens,
+            "--out",
+            out1,
+        )
+        == 0
+    )
+    assert "pruning_report.json" in capsys.readouterr().out
+    rep = json.loads((out1 / "pruning_report.json").read_text())
+    assert rep["calibration"]["tokens_per_language"] == {"en": 16, "de": 16, "fr": 16}
+    assert rep["achieved_sparsity"] == 0.5 and (out1 / "model.safetensors").exists()
+    pruned = AutoModelForCausalLM.from_pretrained(out1)
+    q = pruned.model.layers[0].self_attn.q_proj.weight
+    assert ((q == 0).sum(1) == q.shape[1] // 2).all()
+    out2 = tmp_path / "b"
+    assert run(*common, "--calib-tokens", tokens, "--out", out2) == 0
+    assert json.loads((out2 / "pruning_report.json").read_text())["mask_sha256"] == rep["mask_sha256"]
+
+
+def test_python_dash_m_entry_point(model_dir, tmp_path):
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mwanda",
+            "prune",
+            "--model",
+            str(model_dir),
+            "--method",
+            "magnitude",
+            "--out",
+            str(tmp_path / "m"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "m" / "pruning_report.json").read_text())["method"] == "magnitude"
+
+
+BAD = [
+    (["--sparsity", "1.0"], "must be in [0, 1)"),
+    (["--sparsity", "-0.1"], "must be in [0, 1)"),
+    (["--structure", "2:4", "--sparsity", "0.6"], "set --sparsity 0.5"),
+    (["--structure", "4:2", "--sparsity", "0.5"], "0 < n < m"),
+    (["--structure", "2:4", "--sparsity", "0.5", "--allocation", "owl"], "--allocation uniform"),
+    (["--alpha", "-1"], "alpha=-1.0 must be a non-negative"),
+    (["--beta", "nan"], "beta=nan must be a non-negative"),
+    (["--lambda", "-0.1"], "owl_lambda=-0.1"),
+    (["--nsamples", "2"], "raise --nsamples"),
+    (["--seqlen", "100000"], "lower --seqlen"),
+]
+
+
+@pytest.mark.parametrize("extra,message", BAD)
+def test_bad_arguments_fail_before_work(model_dir, text_file, tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    args = [
+        "prune",
+        "--model",
+        model_dir,
+        "--method",
+        "mwanda",
+        "--calib-text",
+        text_file,
+        "--out",
+        out,
+        *extra,
+    ]
+    args += [] if "--nsamples" in extra else ["--nsamples", "6"]
+    args += [] if "--seqlen" in extra else ["--seqlen", "8"]
+    assert run(*args) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_existing_output_needs_overwrite(model_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert run("prune", "--model", model_dir, "--method", "magnitude", "--out", out, "--no-progress") == 2
+    assert "--overwrite" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
+    assert (
+        run(
+            "prune",
+            "--model",
+            model_dir,
+            "--method",
+            "magnitude",
+            "--out",
+            out,
+            "--overwrite",
+            "--no-progress",
+        )
+        == 0
+    )
+    assert not (out / "keep.txt").exists() and (out / "pruning_report.json").exists()
+
+
+def test_interrupted_save_leaves_nothing(model_dir, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+
+    def boom(self, *a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_mod.PruningReport, "save", boom)
+    with pytest.raises(KeyboardInterrupt):
+        run("prune", "--model", model_dir, "--method", "magnitude", "--out", out, "--no-progress")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wanda_without_calibration_is_an_error(model_dir, tmp_path, capsys):
+    assert run("prune", "--model", model_dir, "--method", "wanda", "--out", tmp_path / "o") == 2
+    assert "--calib-tokens or --calib-text" in capsys.readouterr().err
+
+
+def test_tokens_from_another_tokenizer(model_dir, tmp_path, capsys):
+    p = tmp_path / "c.jsonl"
+    p.write_text(json.dumps({"lang": "en", "input_ids": [1, 5000, 3]}) + "\n")
+    assert (
+        run("prune", "--model", model_dir, "--calib-tokens", p, "--out", tmp_path / "o", "--no-progress") == 2
+    )
+    assert "another tokenizer" in capsys.readouterr().err
+
+
+def test_missing_model_names_fix(tmp_path, capsys):
+    assert run("prune", "--model", tmp_path / "nope", "--method", "magnitude", "--out", tmp_path / "o") == 2
+    assert "directory containing config.json" in capsys.readouterr().err
+
+
+def test_model_without_decoder_blocks():
+    from mwanda.blocks import ModelStructureError
+    from mwanda.config import PruneConfig
+    from mwanda.prune import prune_model
+
+    with pytest.raises(ModelStructureError, match="BLOCK_PATHS"):
+        prune_model(torch.nn.Sequential(torch.nn.Linear(4, 4)), None, PruneConfig(method="magnitude"))
+
+
+def test_nan_activations_stop_the_run(tmp_path):
+    from conftest import tiny_calib
+
+    from mwanda.config import PruneConfig
+    from mwanda.prune import prune_model
+    from mwanda.stats import StatsError
+
+    model = tiny_model("llama", layers=2)
+    with torch.no_grad():
+        model.model.layers[0].mlp.up_proj.weight[0, 0] = float("nan")
+    with pytest.raises(StatsError, match="NaN/Inf"):
+        prune_model(model, tiny_calib(), PruneConfig(method="wanda"), progress=False)

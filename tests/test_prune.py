@@ -1,0 +1,224 @@
+"""The sequential driver on tiny random models of every supported layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import ARCHS, tiny_calib, tiny_model
+from torch import nn
+
+from mwanda.blocks import capture_inputs, ffn_pair, find_blocks, run_block
+from mwanda.config import PruneConfig
+from mwanda.prune import prune_model
+
+
+def brute_force_wanda(model, calib, sparsity):
+    """Sequential Wanda written straight from the formula, independent of the driver.
+
+    For block b in order: run the *whole* (partly pruned) model, keep every input token of each
+    linear in block b, score |W_ij| * ||X_j||_2 and prune, per row, the int(d_in * s) lowest
+    scores in a stable ascending order.
+    """
+    _, blocks = find_blocks(model)
+    masks = {}
+    for b, block in enumerate(blocks):
+        linears = {n: m for n, m in block.named_modules() if isinstance(m, nn.Linear)}
+        seen = {n: [] for n in linears}
+        hooks = [
+            m.register_forward_pre_hook(
+                lambda mod, a, n=n, seen=seen: seen[n].append(a[0].reshape(-1, a[0].shape[-1]))
+            )
+            for n, m in linears.items()
+        ]
+        with torch.no_grad():
+            model(calib.input_ids, use_cache=False)
+        for h in hooks:
+            h.remove()
+        for name, lin in linears.items():
+            X = torch.cat(seen[name]).double()
+            norm = torch.sqrt((X * X).sum(0))
+            score = lin.weight.detach().abs().float() * norm.float()
+            d_out, d_in = score.shape
+            mask = torch.zeros_like(score, dtype=torch.bool)
+            for i in range(d_out):
+                order = sorted(range(d_in), key=lambda j: (score[i, j].item(), j))
+                mask[i, order[: int(d_in * sparsity)]] = True
+            lin.weight.data[mask] = 0
+            masks[f"{b}.{name}"] = mask
+    return masks
+
+
+def zero_masks(model):
+    _, blocks = find_blocks(model)
+    return {
+        f"{b}.{n}": m.weight == 0
+        for b, blk in enumerate(blocks)
+        for n, m in blk.named_modules()
+        if isinstance(m, nn.Linear)
+    }
+
+
+def clone(model):
+    copy = type(model)(model.config)
+    copy.load_state_dict(model.state_dict())
+    return copy.eval()
+
+
+@pytest.mark.parametrize("arch", ["llama", "opt"])
+def test_wanda_equals_brute_force(arch):
+    model, calib = tiny_model(arch), tiny_calib()
+    reference = clone(model)
+    prune_model(model, calib, PruneConfig(method="wanda", sparsity=0.5), batch_size=5, progress=False)
+    expected = brute_force_wanda(reference, calib, 0.5)
+    got = zero_masks(model)
+    assert got.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), name
+
+
+def test_mwanda_without_extras_equals_wanda_bitwise(calib):
+    model = tiny_model("llama")
+    a, b = clone(model), clone(model)
+    ra = prune_model(a, calib, PruneConfig(method="wanda"), progress=False)
+    rb = prune_model(b, calib, PruneConfig(method="mwanda", alpha=0.0, beta=0.0), progress=False)
+    assert ra.mask_sha256 == rb.mask_sha256
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+def test_mwanda_terms_change_masks(calib):
+    model = tiny_model("llama")
+    base = prune_model(clone(model), calib, PruneConfig(method="wanda"), progress=False).mask_sha256
+    for cfg in (
+        PruneConfig(method="mwanda", alpha=1.0, beta=0.0),
+        PruneConfig(method="mwanda", alpha=0.0, beta=1.0),
+    ):
+        assert prune_model(clone(model), calib, cfg, progress=False).mask_sha256 != base
+
+
+def test_beta_only_touches_ffn_down_projection(calib):
+    model = tiny_model("llama")
+    a, b = clone(model), clone(model)
+    # Dense statistics: with sequential pruning block 0's change would reach every later block.
+    prune_model(a, calib, PruneConfig(method="mwanda", alpha=0.0, beta=0.0, sequential=False), progress=False)
+    prune_model(b, calib, PruneConfig(method="mwanda", alpha=0.0, beta=2.0, sequential=False), progress=False)
+    ma, mb = zero_masks(a), zero_masks(b)
+    changed = {n for n in ma if not torch.equal(ma[n], mb[n])}
+    assert changed and all(n.endswith("mlp.down_proj") for n in changed)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_block_replay_reproduces_model_hidden_states(arch):
+    model, calib = tiny_model(arch), tiny_calib()
+    _, blocks = find_blocks(model)
+    with torch.no_grad():
+        ref = model(calib.input_ids, output_hidden_states=True, use_cache=False).hidden_states
+        x, calls = capture_inputs(model, calib.input_ids, batch_size=5)
+        torch.testing.assert_close(x, ref[0])
+        for b, block in enumerate(blocks[:-1]):  # the last entry of hidden_states is after the final norm
+            x = torch.cat(
+                [run_block(block, x[i : i + 5], c) for i, c in zip(range(0, len(x), 5), calls, strict=True)]
+            )
+            torch.testing.assert_close(x, ref[b + 1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "ria", "mwanda"])
+def test_every_layout_and_method_prunes_exact_row_counts(arch, method, calib):
+    model = tiny_model(arch)
+    embeddings = (model.get_input_embeddings().weight.clone(), model.get_output_embeddings().weight.clone())
+    report = prune_model(model, calib, PruneConfig(method=method, sparsity=0.5), batch_size=4, progress=False)
+    _, blocks = find_blocks(model)
+    linears = [m for blk in blocks for m in blk.modules() if isinstance(m, nn.Linear)]
+    assert len(report.layers) == len(linears) > 0
+    for lin in linears:
+        d_in = lin.weight.shape[1]
+        assert ((lin.weight == 0).sum(1) == d_in // 2).all()
+    assert report.achieved_sparsity == 0.5
+    assert torch.equal(model.get_input_embeddings().weight, embeddings[0])  # embeddings and lm_head never
+    assert torch.equal(model.get_output_embeddings().weight, embeddings[1])
+
+
+@pytest.mark.parametrize(
+    "arch,expected", [("llama", "mlp.down_proj"), ("opt", "fc2"), ("bloom", "mlp.dense_4h_to_h")]
+)
+def test_ffn_down_projection_is_found(arch, expected):
+    _, blocks = find_blocks(tiny_model(arch, layers=1))
+    assert ffn_pair(blocks[0])[0] == expected
+
+
+def test_zero_sparsity_keeps_outputs(calib):
+    model = tiny_model("qwen2")
+    ref = model(calib.input_ids).logits
+    prune_model(model, calib, PruneConfig(method="mwanda", sparsity=0.0), progress=False)
+    assert torch.equal(model(calib.input_ids).logits, ref)
+
+
+@pytest.mark.parametrize("nm", ["2:4", "4:8"])
+def test_nm_structure_on_model(nm, calib):
+    n, m = map(int, nm.split(":"))
+    model = tiny_model("mistral")
+    prune_model(model, calib, PruneConfig(method="mwanda", sparsity=n / m, structure=nm), progress=False)
+    for lin in (mod for mod in find_blocks(model)[1].modules() if isinstance(mod, nn.Linear)):
+        groups = (lin.weight == 0).reshape(lin.weight.shape[0], -1, m)
+        assert (groups.sum(-1) == n).all()
+
+
+@pytest.mark.parametrize("allocation", ["owl", "cwl"])
+def test_allocation_hits_target_and_varies(allocation):
+    model, calib = tiny_model("llama", layers=4, hidden_size=64, intermediate_size=128), tiny_calib(seqlen=24)
+    report = prune_model(
+        model, calib, PruneConfig(method="mwanda", sparsity=0.6, allocation=allocation), progress=False
+    )
+    allocated = [b["allocated_sparsity"] for b in report.blocks]
+    params = [b["params"] for b in report.blocks]
+    assert abs(sum(a * p for a, p in zip(allocated, params, strict=True)) / sum(params) - 0.6) < 1e-9
+    assert abs(report.achieved_sparsity - 0.6) < 1e-3
+    assert max(allocated) - min(allocated) == pytest.approx(2 * 0.08)
+    D = [b["score"] for b in report.blocks]  # larger D keeps more weights
+    assert allocated[D.index(max(D))] == min(allocated) and allocated[D.index(min(D))] == max(allocated)
+
+
+def test_no_sequential_uses_dense_statistics(calib):
+    model = tiny_model("llama")
+    seq = prune_model(clone(model), calib, PruneConfig(method="wanda"), progress=False)
+    dense = prune_model(clone(model), calib, PruneConfig(method="wanda", sequential=False), progress=False)
+    assert seq.mask_sha256 != dense.mask_sha256
+    # Block 0 sees the same inputs either way.
+    first = [r["name"] for r in seq.layers if r["block"] == 0]
+    assert first and dense.layers[: len(first)] == seq.layers[: len(first)]
+
+
+def test_same_seed_same_hash_and_batch_size_invariance():
+    model = tiny_model("llama")
+    hashes = {
+        prune_model(
+            clone(model), tiny_calib(seed=1), PruneConfig(method="mwanda"), batch_size=bs, progress=False
+        ).mask_sha256
+        for bs in (1, 5, 12)
+    }
+    assert len(hashes) == 1
+    other = prune_model(clone(model), tiny_calib(seed=2), PruneConfig(method="mwanda"), progress=False)
+    assert other.mask_sha256 not in hashes
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_models(dtype, calib):
+    model = tiny_model("llama", dtype=dtype)
+    report = prune_model(model, calib, PruneConfig(method="mwanda", allocation="cwl"), progress=False)
+    assert abs(report.achieved_sparsity - 0.5) < 1e-2 and report.model["dtype"] == str(dtype).split(".")[1]
+    assert torch.isfinite(model(calib.input_ids).logits).all()
+
+
+def test_include_exclude_patterns(calib):
+    model = tiny_model("llama")
+    report = prune_model(
+        model,
+        calib,
+        PruneConfig(method="wanda", include=("*.mlp.*",), exclude=("*.up_proj",)),
+        progress=False,
+    )
+    names = {r["name"].split(".", 3)[-1] for r in report.layers}
+    assert names == {"mlp.gate_proj", "mlp.down_proj"}
+    assert not (find_blocks(model)[1][0].self_attn.q_proj.weight == 0).any()

@@ -1,0 +1,45 @@
+"""Repository guards: no large files, notebooks committed without outputs, pins intact."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LIMIT = 25 * 1024 * 1024
+
+
+def tracked_files() -> list[Path]:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    return [ROOT / p for p in out.decode().split("\0") if p]
+
+
+def test_no_tracked_file_over_25_mb():
+    big = [str(p.relative_to(ROOT)) for p in tracked_files() if p.is_file() and p.stat().st_size > LIMIT]
+    assert big == []
+
+
+def test_notebooks_have_no_outputs_and_a_parameters_cell():
+    for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = json.loads(nb_path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        assert not any(c.get("outputs") or c.get("execution_count") for c in code), (
+            f"{nb_path.name} has outputs"
+        )
+        assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in code), nb_path.name
+
+
+def test_torch_pinned_exactly_everywhere():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "torch==2.13.0" in deps
+    assert "torch==2.13.0\n" in (ROOT / "constraints.txt").read_text()
+    assert "torch==2.13.0" in (ROOT / "environment.yml").read_text()
