@@ -71,6 +71,12 @@ def needs_activity(cfg: PruneConfig) -> bool:
     return language_aware and cfg.beta > 0
 
 
+def needs_sums(cfg: PruneConfig) -> bool:
+    """Only ANOVA variation needs per-language sums of x (CWL computes its own from block inputs)."""
+    language_aware = cfg.method == "mwanda" or cfg.language_aware
+    return language_aware and cfg.alpha > 0 and cfg.variation == "anova"
+
+
 def layer_score(W: Tensor, st: LanguageStats | None, cfg: PruneConfig, is_ffn_down: bool) -> Tensor:
     """Score of one linear under ``cfg.method`` (see scores.py for the formulas)."""
     if cfg.method == "magnitude":
@@ -101,12 +107,15 @@ def collect_block_stats(
     n_langs: int,
     prefix: str,
     outs: Tensor | None = None,
+    track_sums: bool = False,
 ) -> dict[str, LanguageStats]:
     """One forward pass of ``block`` with hooks; writes the block outputs into ``outs`` if given."""
     hooked = dict(plan_linears)
     if ffn is not None and ffn[0] in hooked:
         hooked.setdefault(ffn[1], dict(block.named_modules())[ffn[1]])
-    collector = BlockStatsCollector(hooked, n_langs, ffn if ffn and ffn[0] in plan_linears else None)
+    collector = BlockStatsCollector(
+        hooked, n_langs, ffn if ffn and ffn[0] in plan_linears else None, track_sums=track_sums
+    )
     with collector:
         start = 0
         for call, idx in zip(calls, lang_idx, strict=True):
@@ -193,7 +202,16 @@ def prune_model(
             elif cfg.sequential:
                 ffn = plan.ffn[b] if needs_activity(cfg) else None
                 stats = collect_block_stats(
-                    block, lins, ffn, inps, calls, lang_idx, len(calib.languages), prefix
+                    block,
+                    lins,
+                    ffn,
+                    inps,
+                    calls,
+                    lang_idx,
+                    len(calib.languages),
+                    prefix,
+                    None,
+                    needs_sums(cfg),
                 )
             else:
                 stats = dense_stats[b]
@@ -238,7 +256,9 @@ def _dense_pass(plan: _Plan, cfg: PruneConfig, inps, calls, lang_idx, calib, pro
             st.add(inps, all_idx)
             D.append(1.0 - allocation.cross_lingual_correlation(st.counts, st.sums, st.sumsq))
         ffn = plan.ffn[b] if needs_activity(cfg) else None
-        stats = collect_block_stats(block, lins, ffn, inps, calls, lang_idx, n_langs, prefix, outs)
+        stats = collect_block_stats(
+            block, lins, ffn, inps, calls, lang_idx, n_langs, prefix, outs, needs_sums(cfg)
+        )
         if cfg.allocation == "owl":
             wanda_scores = [
                 scores.wanda(lin.weight, scores.wanda_activation(stats[n].sumsq).to(lin.weight.device))

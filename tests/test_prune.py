@@ -222,3 +222,26 @@ def test_include_exclude_patterns(calib):
     names = {r["name"].split(".", 3)[-1] for r in report.layers}
     assert names == {"mlp.gate_proj", "mlp.down_proj"}
     assert not (find_blocks(model)[1][0].self_attn.q_proj.weight == 0).any()
+
+
+def test_anova_and_language_aware_ria_run_and_differ(calib):
+    model = tiny_model("llama")
+    hashes = {
+        prune_model(clone(model), calib, cfg, progress=False).mask_sha256
+        for cfg in (
+            PruneConfig(method="mwanda", variation="rms_cv"),
+            PruneConfig(method="mwanda", variation="anova"),
+            PruneConfig(method="ria"),
+            PruneConfig(method="ria", language_aware=True),
+        )
+    }
+    assert len(hashes) == 4
+
+
+def test_language_aware_ria_without_extras_equals_ria(calib):
+    model = tiny_model("llama")
+    plain = prune_model(clone(model), calib, PruneConfig(method="ria"), progress=False)
+    aware = prune_model(
+        clone(model), calib, PruneConfig(method="ria", language_aware=True, alpha=0, beta=0), progress=False
+    )
+    assert plain.mask_sha256 == aware.mask_sha256
