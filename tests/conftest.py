@@ -26,7 +26,7 @@ ARCHS = tuple(ARCH_CONFIGS)
 
 def tiny_model(arch: str = "llama", layers: int = 3, seed: int = 0, dtype=torch.float32, **overrides):
     """A random-weight causal LM of ``arch`` with ``layers`` blocks, in eval mode."""
-    kw = dict(ARCH_CONFIGS[arch], vocab_size=VOCAB, **overrides)
+    kw = dict(ARCH_CONFIGS[arch], vocab_size=VOCAB) | overrides
     kw["n_layer" if arch == "bloom" else "num_hidden_layers"] = layers
     cfg = AutoConfig.for_model(arch, **kw)
     torch.manual_seed(seed)

@@ -1,0 +1,134 @@
+"""Per-language perplexity, in token units and in tokenizer-independent bits per byte / char.
+
+Windows follow lm-evaluation-harness's ``loglikelihood_rolling`` exactly (its
+``get_rolling_token_windows``): the first token is predicted from a prefix token (BOS, or EOS
+when there is none), then each window of ``window`` tokens predicts the next ``stride`` tokens
+that no earlier window predicted, conditioning on as much preceding text as fits. With
+``stride == window`` (the default) prediction windows do not overlap, and the sum of
+log-likelihoods equals lm-eval's with ``context_len=1``. Token perplexities are not comparable
+across languages (tokenizers split languages differently), so compare bits per byte.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Perplexity:
+    """Summed negative log-likelihood (nats) of a text and what it was measured over."""
+
+    nll: float
+    tokens: int
+    bytes: int
+    chars: int
+
+    @property
+    def ppl(self) -> float:
+        return math.exp(self.nll / self.tokens)
+
+    @property
+    def bits_per_byte(self) -> float:
+        return self.nll / math.log(2) / self.bytes
+
+    @property
+    def bits_per_char(self) -> float:
+        return self.nll / math.log(2) / self.chars
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"ppl": self.ppl, "bpb": self.bits_per_byte, "bpc": self.bits_per_char}
+
+
+def rolling_windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int]]:
+    """(input_start, input_end, n_predicted) per window over token positions 0..n_tokens-1.
+
+    Positions index the sequence ``[prefix] + tokens``, so input [s, e) predicts the last
+    ``n_predicted`` tokens of ``tokens[s:e]``, i.e. tokens e - n_predicted .. e - 1.
+    """
+    if not 1 <= stride <= window:
+        raise ValueError(f"stride must be in [1, window={window}], got {stride}.")
+    out, done = [], min(window, n_tokens)
+    if n_tokens:
+        out.append((0, done, done))
+    while done < n_tokens:
+        n_pred = min(n_tokens - done, stride)
+        end = done + n_pred
+        out.append((max(0, end - window), end, n_pred))
+        done = end
+    return out
+
+
+def prefix_token_id(tokenizer) -> int:
+    """lm-eval's choice: BOS if the tokenizer has one, else EOS."""
+    token = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if token is None:
+        raise ValueError("the tokenizer has neither a BOS nor an EOS token to condition the first token on.")
+    return token
+
+
+def context_length(model) -> int:
+    cfg = model.config
+    for key in ("max_position_embeddings", "n_positions", "seq_length"):
+        if getattr(cfg, key, None):
+            return int(getattr(cfg, key))
+    raise ValueError(f"cannot tell the context length of {type(model).__name__}; pass window=.")
+
+
+@torch.no_grad()
+def token_nll(model, ids: list[int], prefix: int, window: int, stride: int, batch_size: int = 8) -> float:
+    """Summed NLL (nats) of ``ids`` under ``model`` with rolling windows (module doc)."""
+    seq = torch.tensor([prefix, *ids], dtype=torch.long)
+    # Input [s, e) of the token list is seq[s : e] shifted by the prefix: seq[s .. e-1] -> tokens s..e-1
+    # i.e. the model reads seq[s:e] (prefix included when s == 0) and predicts seq[s+1 : e+1].
+    wins = rolling_windows(len(ids), window, stride)
+    device = model.get_input_embeddings().weight.device
+    total = 0.0
+    by_len: dict[int, list[tuple[int, int, int]]] = {}
+    for w in wins:
+        by_len.setdefault(w[1] - w[0], []).append(w)
+    for length, group in by_len.items():
+        for i in range(0, len(group), batch_size):
+            chunk = group[i : i + batch_size]
+            inputs = torch.stack([seq[s:e] for s, e, _ in chunk]).to(device)
+            targets = torch.stack([seq[s + 1 : e + 1] for s, e, _ in chunk]).to(device)
+            logits = model(inputs, use_cache=False).logits.float()
+            nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # [B, length]
+            for row, (_, _, n_pred) in zip(nll, chunk, strict=True):
+                total += float(row[length - n_pred :].double().sum())
+    return total
+
+
+def perplexity(
+    model, tokenizer, text: str, window: int | None = None, stride: int | None = None, batch_size: int = 8
+) -> Perplexity:
+    """Perplexity of ``text`` (tokenized without special tokens, as lm-eval does)."""
+    if not text:
+        raise ValueError("cannot measure perplexity on empty text.")
+    window = window or context_length(model)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    nll = token_nll(model, ids, prefix_token_id(tokenizer), window, stride or window, batch_size)
+    return Perplexity(nll=nll, tokens=len(ids), bytes=len(text.encode("utf-8")), chars=len(text))
+
+
+def per_language_perplexity(
+    model,
+    tokenizer,
+    texts: Mapping[str, str],
+    window: int | None = None,
+    stride: int | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict[str, Perplexity]:
+    """``perplexity`` for each language's text, with a progress bar over languages."""
+    return {
+        lang: perplexity(model, tokenizer, text, window, stride, batch_size)
+        for lang, text in tqdm(texts.items(), desc="perplexity", unit="lang", disable=not progress)
+    }

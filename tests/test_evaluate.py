@@ -1,0 +1,85 @@
+"""Perplexity: window arithmetic, and agreement with lm-evaluation-harness."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import tiny_model
+from transformers import PreTrainedTokenizerFast
+
+from mwanda.evaluate import perplexity, rolling_windows
+
+TEXTS = [
+    "the quick brown fox jumps over the lazy dog. " * 12,
+    "der schnelle braune fuchs springt über den faulen hund. " * 10,
+    "短い日本語の文章です。" * 8,
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(TEXTS, trainer)
+    from tokenizers import decoders
+
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+
+
+def test_rolling_windows_cover_every_token_once():
+    for n, w, s in [(1, 4, 4), (10, 4, 4), (10, 4, 2), (4, 4, 1), (13, 5, 3)]:
+        wins = rolling_windows(n, w, s)
+        predicted = [t for start, end, k in wins for t in range(end - k, end)]
+        assert predicted == list(range(n))
+        assert all(end - start <= w for start, end, _ in wins)
+
+
+def test_bits_per_byte_and_char_definitions(tokenizer):
+    model = tiny_model("llama", layers=2, max_position_embeddings=32, vocab_size=len(tokenizer))
+    res = perplexity(model, tokenizer, TEXTS[2], window=16)
+    assert res.bytes == len(TEXTS[2].encode()) and res.chars == len(TEXTS[2]) and res.bytes > res.chars
+    assert res.bits_per_byte == pytest.approx(res.nll / math.log(2) / res.bytes)
+    assert res.ppl == pytest.approx(math.exp(res.nll / res.tokens))
+
+
+def test_batch_size_does_not_change_result(tokenizer):
+    model = tiny_model("llama", layers=2, max_position_embeddings=32, vocab_size=len(tokenizer))
+    a = perplexity(model, tokenizer, TEXTS[0], window=16, batch_size=1)
+    b = perplexity(model, tokenizer, TEXTS[0], window=16, batch_size=7)
+    assert a.nll == pytest.approx(b.nll, rel=1e-9)
+
+
+@pytest.mark.parametrize("stride", [None, 8])
+def test_matches_lm_eval_loglikelihood_rolling(tokenizer, stride):
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    model = tiny_model("llama", layers=2, max_position_embeddings=32, vocab_size=len(tokenizer))
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=4, max_length=32)
+    for text in TEXTS:
+        ours = perplexity(model, tokenizer, text, window=32, stride=stride)
+        if stride is None:  # lm-eval's rolling loglikelihood is the non-overlapping case
+            req = Instance(request_type="loglikelihood_rolling", doc={}, arguments=(text,), idx=0)
+            (theirs,) = lm.loglikelihood_rolling([req], disable_tqdm=True)
+            assert -ours.nll == pytest.approx(theirs, rel=1e-3)
+        else:  # lm-eval's windows with context_len = window - stride + 1, summed by hand
+            from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            wins = map(
+                make_disjoint_window,
+                get_rolling_token_windows(ids, tokenizer.bos_token_id, 32, 32 - stride + 1),
+            )
+            theirs = sum(
+                r[0] for r in lm._loglikelihood_tokens([(None, *w) for w in wins], disable_tqdm=True)
+            )
+            assert -ours.nll == pytest.approx(theirs, rel=1e-3)
