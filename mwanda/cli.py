@@ -1,4 +1,4 @@
-"""Command line: ``mwanda prune ...`` (also ``python -m mwanda prune ...``).
+"""Command line: ``mwanda prune|run|sweep ...`` (also ``python -m mwanda ...``).
 
 Every input is checked before the model is loaded, so a typo costs seconds, not a prune.
 """
@@ -53,7 +53,60 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mwanda", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_prune_args(sub.add_parser("prune", help="prune a model and save it with its report"))
+    run = sub.add_parser("run", help="run one experiment config (YAML) into the results store")
+    run.add_argument("config", type=Path)
+    run.add_argument("--results", type=Path, default=None, help="results directory (default: results/)")
+    run.add_argument("--force", action="store_true", help="recompute even if a record exists")
+    sweep = sub.add_parser("sweep", help="expand a grid (YAML) and run every config without a record")
+    sweep.add_argument("grid", type=Path)
+    sweep.add_argument("--results", type=Path, default=None, help="results directory (default: results/)")
+    sweep.add_argument(
+        "--executor",
+        choices=("none", "local", "slurm", "auto"),
+        default="none",
+        help="none: run here one after another; otherwise one submitit job per config",
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="list the pending configs and stop")
+    sweep.add_argument("--timeout-min", type=int, default=120, help="submitit job time limit")
+    sweep.add_argument("--partition", help="SLURM partition")
+    sweep.add_argument("--gpus", type=int, default=0, help="GPUs per SLURM job")
     return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mwanda import experiments
+
+    cfg = experiments.load_config(args.config)
+    experiments.run(cfg, force=args.force, results_dir=args.results or experiments.RESULTS_DIR)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from mwanda import experiments, sweep
+
+    results = args.results or experiments.RESULTS_DIR
+    configs = sweep.load_grid(args.grid)
+    todo = sweep.pending(configs, results)
+    done = len(configs) - len(todo)
+    print(f"{len(configs)} configs in the grid, {done} already in {results}, {len(todo)} to run")
+    if args.dry_run or not todo:
+        for c in todo:
+            print(f"  {c.key()}  {c.method} s={c.sparsity} {c.structure} {c.allocation} seed={c.seed}")
+        return 0
+    if args.executor == "none":
+        sweep.run_local(todo, results)
+        return 0
+    params = {"timeout_min": args.timeout_min}
+    if args.executor != "local":
+        params |= {"slurm_partition": args.partition} if args.partition else {}
+        params |= {"gpus_per_node": args.gpus} if args.gpus else {}
+    jobs = sweep.submit(todo, args.executor, results, **params)
+    ids = ", ".join(j.job_id for j in jobs[:5]) + (" ..." if len(jobs) > 5 else "")
+    print(f"submitted {len(jobs)} jobs: {ids}")
+    if args.executor == "local":
+        keys = [j.result() for j in jobs]
+        print(f"done: {len(keys)} records in {results}")
+    return 0
 
 
 def config_from_args(args: argparse.Namespace) -> PruneConfig:
@@ -114,8 +167,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"prune": cmd_prune}[args.command](args)
-    except (ValueError, FileExistsError, FileNotFoundError, PermissionError, RuntimeError) as err:
+        return {"prune": cmd_prune, "run": cmd_run, "sweep": cmd_sweep}[args.command](args)
+    except (ValueError, KeyError, FileExistsError, FileNotFoundError, PermissionError, RuntimeError) as err:
         print(f"mwanda: error: {err}", file=sys.stderr)
         return 2
 

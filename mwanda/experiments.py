@@ -1,0 +1,371 @@
+"""Experiments: one config in, one cached JSON record out.
+
+A config names the model, profile, method and every hyperparameter, sparsity and structure,
+calibration languages and size, seed and evaluation suite. Its record lives under ``results/``
+at a key hashed from the normalized config plus ``SCORING_VERSION``; running the same config
+again reuses the record (``force=True`` recomputes). Records are written atomically, so a crash
+never loses or corrupts earlier ones, and writers of different configs never touch the same file.
+
+    from mwanda import experiments
+    rec = experiments.run(experiments.make_config("embedded", method="mwanda", sparsity=0.5))
+
+Within one process the dense model, calibration set and evaluation texts are cached, so a
+notebook that runs a grid loads and tokenizes them once.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import yaml
+
+from mwanda import data
+from mwanda.calibration import CalibrationSet, atomic_write_text, build_balanced
+from mwanda.config import ConfigError, PruneConfig
+
+REPO_ROOT = data.REPO_ROOT
+RESULTS_DIR = REPO_ROOT / "results"
+PROFILES_FILE = Path(__file__).with_name("profiles.yaml")
+# Bump when scores, masks, calibration sampling or evaluation change: old records stop matching.
+SCORING_VERSION = "1"
+METHODS = ("dense", "magnitude", "wanda", "ria", "mwanda")
+# Fields that do not change a result (up to float noise), left out of the record key.
+NOT_IN_KEY = ("batch_size", "device")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that decides one record. Defaults are the embedded profile's (profiles.yaml)."""
+
+    profile: str = "embedded"
+    model: str = "data/models/tiny-ml-llama"
+    corpus: str = "embedded"  # "embedded" (data/corpus) or "hub" (Hugging Face datasets)
+    calib_dataset: str | None = None  # hub corpus: calibration dataset id
+    eval_dataset: str | None = None  # hub corpus: evaluation dataset id (FLORES-200)
+    dtype: str = "float32"
+    device: str = "cpu"
+    method: str = "wanda"  # or "dense": no pruning, the baseline every method is compared with
+    sparsity: float = 0.5
+    structure: str = "unstructured"
+    comparison: str = "row"
+    allocation: str = "uniform"
+    alpha: float = PruneConfig.alpha
+    beta: float = PruneConfig.beta
+    variation: str = "rms_cv"
+    language_aware: bool = False
+    ria_a: float = 0.5
+    owl_m: float = 5.0
+    owl_lambda: float = 0.08
+    sequential: bool = True
+    calib_langs: tuple[str, ...] = ()
+    eval_langs: tuple[str, ...] = ()
+    nsamples: int = 128
+    seqlen: int = 256
+    seed: int = 0
+    eval_split: str = "test"
+    eval_max_chars: int | None = 12000
+    udhr: bool = True
+    tasks: tuple[str, ...] = ()
+    task_limit: int | None = None
+    batch_size: int = 16
+
+    def prune_config(self) -> PruneConfig | None:
+        """The PruneConfig of this experiment (None for the dense baseline); validates it."""
+        if self.method == "dense":
+            return None
+        names = {f.name for f in fields(PruneConfig)}
+        return PruneConfig(**{k: v for k, v in asdict(self).items() if k in names})
+
+    def normalized(self) -> dict:
+        """The fields that decide the result; pruning fields are dropped for the dense baseline."""
+        d = {k: v for k, v in asdict(self).items() if k not in NOT_IN_KEY}
+        if self.method == "dense":
+            for f in fields(PruneConfig):
+                d.pop(f.name, None)
+            for k in ("calib_langs", "nsamples", "seqlen", "calib_dataset"):
+                d.pop(k)
+            d["method"] = "dense"
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def key(self) -> str:
+        blob = json.dumps({"config": self.normalized(), "version": SCORING_VERSION}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def dense(self) -> ExperimentConfig:
+        """The dense baseline evaluated exactly like this config."""
+        return replace(self, method="dense")
+
+
+def profiles() -> dict[str, dict]:
+    return yaml.safe_load(PROFILES_FILE.read_text(encoding="utf-8"))
+
+
+def make_config(profile: str = "embedded", **overrides) -> ExperimentConfig:
+    """A profile's settings with ``overrides``; unknown keys and values fail here, with the fix."""
+    table = profiles()
+    if profile not in table:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(table)}.")
+    valid = {f.name for f in fields(ExperimentConfig)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {', '.join(sorted(valid))}.")
+    values = {**table[profile], **overrides, "profile": profile}
+    if values.get("calib_langs") in ("calib", "heldout"):
+        values["calib_langs"] = data.languages(values["calib_langs"])
+    for k in ("calib_langs", "eval_langs", "tasks"):
+        if isinstance(values.get(k), str):
+            values[k] = [values[k]]
+        values[k] = tuple(values.get(k) or ())
+    cfg = ExperimentConfig(**values)
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """A YAML config file: ``profile:`` plus any ExperimentConfig keys."""
+    raw = _read_yaml(path)
+    return make_config(raw.pop("profile", "embedded"), **raw)
+
+
+def _read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; check the path.")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must be a YAML mapping of config keys to values.")
+    return raw
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Every check that needs no model: methods, languages, splits, tasks, sizes."""
+    if cfg.method not in METHODS:
+        raise ConfigError(f"method={cfg.method!r} is not supported; choose one of {', '.join(METHODS)}.")
+    cfg.prune_config()  # PruneConfig validates sparsity, structure, hyperparameters
+    if cfg.method != "dense" and cfg.method != "magnitude" and not cfg.calib_langs:
+        raise ConfigError("calib_langs is empty; name the calibration languages.")
+    if not cfg.eval_langs:
+        raise ConfigError("eval_langs is empty; name at least one evaluation language.")
+    if cfg.corpus == "embedded":
+        known = set(data.languages())
+        for k in ("calib_langs", "eval_langs"):
+            bad = sorted(set(getattr(cfg, k)) - known)
+            if bad:
+                raise ConfigError(
+                    f"{k} has unknown language(s) {bad}; the embedded corpus has {sorted(known)}."
+                )
+        if cfg.eval_split not in ("dev", "test"):
+            raise ConfigError(f"eval_split={cfg.eval_split!r}: use 'dev' (tuning) or 'test' (reporting).")
+    elif cfg.corpus == "hub":
+        if not cfg.calib_dataset or not cfg.eval_dataset:
+            raise ConfigError("corpus='hub' needs calib_dataset and eval_dataset (Hub dataset ids).")
+    else:
+        raise ConfigError(f"corpus={cfg.corpus!r}: use 'embedded' or 'hub'.")
+    if cfg.nsamples < 1 or cfg.seqlen < 2 or cfg.batch_size < 1:
+        raise ConfigError("nsamples, batch_size must be >= 1 and seqlen >= 2.")
+    if cfg.tasks:
+        from mwanda import tasks as task_mod
+
+        task_mod.check_tasks(task_mod.expand_tasks(cfg.tasks, cfg.eval_langs))
+
+
+def check_results_dir(results_dir: str | Path) -> Path:
+    """Create ``results_dir`` if needed and fail now if it cannot be written."""
+    results_dir = Path(results_dir)
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"cannot create results directory {results_dir} ({err}); choose another.") from None
+    if not os.access(results_dir, os.W_OK):
+        raise ConfigError(f"results directory {results_dir} is not writable; choose another.")
+    return results_dir
+
+
+def record_path(cfg: ExperimentConfig, results_dir: str | Path = RESULTS_DIR) -> Path:
+    return Path(results_dir) / f"{cfg.key()}.json"
+
+
+def run(
+    cfg: ExperimentConfig, force: bool = False, results_dir: str | Path = RESULTS_DIR, progress: bool = True
+) -> dict:
+    """Compute (or reuse) the record of ``cfg`` and return it."""
+    validate(cfg)
+    path = record_path(cfg, check_results_dir(results_dir))
+    if path.exists() and not force:
+        return json.loads(path.read_text(encoding="utf-8"))
+    start = time.perf_counter()
+    model, tokenizer = _dense_model(cfg.model, cfg.dtype, cfg.device)
+    check_tokenizer(tokenizer, model)
+    pruning = None
+    if cfg.method != "dense":
+        from mwanda.prune import prune_model
+
+        model = copy.deepcopy(model)
+        calib = None if cfg.method == "magnitude" and cfg.allocation == "uniform" else _calibration(cfg)
+        report = prune_model(model, calib, cfg.prune_config(), batch_size=cfg.batch_size, progress=progress)
+        pruning = _pruning_summary(report)
+    rows, task_versions = evaluate(model, tokenizer, cfg, progress)
+    record = {
+        "key": cfg.key(),
+        "version": SCORING_VERSION,
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+        "metrics": rows,
+        "pruning": pruning,
+        "provenance": _provenance(task_versions),
+        "seconds": time.perf_counter() - start,
+    }
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    if progress:
+        print(f"record: {path}\n{summarize(record)}")
+    return record
+
+
+def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> tuple[list[dict], dict]:
+    """Tidy metric rows {language, metric, value} for the evaluation suite of ``cfg``."""
+    from mwanda.evaluate import per_language_perplexity
+
+    rows = []
+    suites = [(cfg.eval_split, _eval_texts(cfg, cfg.eval_split))]
+    if cfg.udhr and cfg.corpus == "embedded":
+        suites.append(("udhr", _eval_texts(cfg, "udhr")))
+    for name, texts in suites:
+        res = per_language_perplexity(model, tokenizer, texts, cfg.seqlen, None, cfg.batch_size, progress)
+        prefix = "" if name == cfg.eval_split else f"{name}_"
+        for lang, r in res.items():
+            rows += [
+                {"language": lang, "metric": f"{prefix}{m}", "value": v}
+                for m, v in (("bpb", r.bits_per_byte), ("ppl", r.ppl), ("bpc", r.bits_per_char))
+            ]
+    versions = {}
+    if cfg.tasks:
+        from mwanda import tasks as task_mod
+
+        names = task_mod.expand_tasks(cfg.tasks, cfg.eval_langs)
+        out = task_mod.evaluate_tasks(
+            model, tokenizer, names, batch_size=cfg.batch_size, limit=cfg.task_limit
+        )
+        rows += out["rows"]
+        versions = out.get("versions", {})
+    return rows, versions
+
+
+def summarize(record: dict) -> str:
+    """One line: method, sparsity, mean bits per byte over languages, seconds."""
+    c = record["config"]
+    bpb = [r["value"] for r in record["metrics"] if r["metric"] == "bpb"]
+    spars = "" if record["pruning"] is None else f" achieved {record['pruning']['achieved_sparsity']:.4f}"
+    return (
+        f"{c['method']} s={c['sparsity']} {c['structure']} {c['allocation']}{spars}: mean bpb "
+        f"{sum(bpb) / len(bpb):.4f} over {len(bpb)} languages ({record['seconds']:.1f}s)"
+    )
+
+
+def check_tokenizer(tokenizer, model) -> None:
+    """The tokenizer must fit the model: every token id inside its embedding table."""
+    if tokenizer is None:
+        raise ConfigError("the model directory has no tokenizer; save one next to the model.")
+    vocab = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > vocab:
+        raise ConfigError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {vocab}: they do not "
+            "belong together; load the tokenizer saved with this model."
+        )
+
+
+@functools.lru_cache(maxsize=2)
+def _dense_model(name: str, dtype: str, device: str):
+    from mwanda.models import load_model
+
+    path = REPO_ROOT / name
+    return load_model(str(path) if path.exists() else name, dtype=dtype, device=device)
+
+
+def _calibration(cfg: ExperimentConfig) -> CalibrationSet:
+    return _calibration_cached(
+        cfg.model,
+        cfg.dtype,
+        cfg.device,
+        cfg.corpus,
+        cfg.calib_dataset,
+        cfg.calib_langs,
+        cfg.nsamples,
+        cfg.seqlen,
+        cfg.seed,
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _calibration_cached(
+    model, dtype, device, corpus, dataset, langs, nsamples, seqlen, seed
+) -> CalibrationSet:
+    _, tokenizer = _dense_model(model, dtype, device)
+    if corpus == "embedded":
+        texts = {lang: data.load_text(lang, "calib") for lang in langs}
+    else:  # enough text for nsamples windows per language, streamed
+        chars = seqlen * 16 * max(1, nsamples // len(langs))
+        texts = {lang: data.load_hf_text(dataset, lang=lang, max_chars=chars) for lang in langs}
+    return build_balanced(texts, tokenizer, nsamples, seqlen, seed)
+
+
+def _eval_texts(cfg: ExperimentConfig, split: str) -> dict[str, str]:
+    return dict(_eval_texts_cached(cfg.corpus, cfg.eval_dataset, split, cfg.eval_langs, cfg.eval_max_chars))
+
+
+@functools.lru_cache(maxsize=8)
+def _eval_texts_cached(corpus, dataset, split, langs, max_chars) -> tuple[tuple[str, str], ...]:
+    if corpus == "hub":
+        return tuple(
+            (lang, data.load_hf_text(dataset, lang=lang, split="devtest", max_chars=max_chars))
+            for lang in langs
+        )
+    ids = eval_ids(split, max_chars)
+    return tuple((lang, "\n\n".join(data.load_paragraphs(lang, split)[i] for i in ids)) for lang in langs)
+
+
+@functools.lru_cache(maxsize=8)
+def eval_ids(split: str, max_chars: int | None) -> tuple[str, ...]:
+    """Paragraph ids every embedded language has in ``split``, in id order, as many as fit
+    ``max_chars`` characters of English. So every language, and every subset of languages, is
+    measured on the same content, and a dense baseline joins any pruned run."""
+    common = data.load_parallel(data.languages(), split)
+    ids, size = [], 0
+    for i, text in common["en"].items():
+        if max_chars is not None and ids and size + len(text) > max_chars:
+            break
+        ids.append(i)
+        size += len(text) + 2
+    return tuple(ids)
+
+
+def _pruning_summary(report) -> dict:
+    return {
+        "achieved_sparsity": report.achieved_sparsity,
+        "mask_sha256": report.mask_sha256,
+        "blocks": report.blocks,
+        "timings": report.timings,
+        "calibration": report.calibration,
+    }
+
+
+def _provenance(task_versions: dict) -> dict:
+    import importlib.metadata as md
+
+    from mwanda.report import environment_info
+
+    env = environment_info()
+    for pkg in ("lm_eval", "datasets", "tokenizers"):
+        try:
+            env[pkg] = md.version(pkg.replace("_", "-"))
+        except md.PackageNotFoundError:
+            env[pkg] = None
+    manifest = data.CORPUS_DIR / data.MANIFEST_NAME
+    env["corpus_manifest_sha256"] = data.sha256_file(manifest) if manifest.exists() else None
+    env["task_versions"] = task_versions
+    return env

@@ -1,0 +1,93 @@
+"""The results store as tidy pandas DataFrames.
+
+``load()`` returns one row per config x language x metric, with every config field as a
+column. ``with_dense()`` joins each row to the dense baseline evaluated the same way and adds
+the relative increase; ``equity()`` summarizes how evenly a method hurts languages (beyond the
+paper: mean relative increase, the worst language, and the spread across languages).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from mwanda.experiments import RESULTS_DIR, ExperimentConfig
+
+# Config fields that define "evaluated the same way": a pruned row joins the dense row that
+# matches on all of these (plus language and metric).
+EVAL_KEYS = ("profile", "model", "corpus", "eval_dataset", "dtype", "eval_split", "eval_max_chars")
+
+
+def read_records(results_dir: str | Path = RESULTS_DIR) -> list[dict]:
+    """Every record under ``results_dir`` (temporary files of writers in progress are skipped)."""
+    out = []
+    for path in sorted(Path(results_dir).glob("*.json")):
+        with path.open(encoding="utf-8") as fh:
+            out.append(json.load(fh))
+    return out
+
+
+def load(results_dir: str | Path = RESULTS_DIR, **filters) -> pd.DataFrame:
+    """Tidy frame: config columns + key + language, metric, value. ``filters``: column=value(s)."""
+    records = read_records(results_dir)
+    if not records:
+        return pd.DataFrame(columns=["key", "language", "metric", "value"])
+    frames = []
+    for rec in records:
+        m = pd.DataFrame.from_records(rec["metrics"])
+        m["key"] = rec["key"]
+        m["achieved_sparsity"] = None if rec["pruning"] is None else rec["pruning"]["achieved_sparsity"]
+        frames.append(m)
+    metrics = pd.concat(frames, ignore_index=True)
+    configs = pd.DataFrame.from_records([{"key": r["key"], **_flat(r["config"])} for r in records])
+    df = metrics.merge(configs, on="key", how="left")
+    for col, want in filters.items():
+        if col not in df.columns:
+            raise KeyError(f"no column {col!r} to filter on; columns: {sorted(df.columns)}")
+        df = df[df[col].isin(want if isinstance(want, (list, tuple, set)) else [want])]
+    return df.reset_index(drop=True)
+
+
+def with_dense(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ``dense`` (the baseline's value) and ``rel_increase`` = value / dense - 1 to pruned rows."""
+    on = [k for k in EVAL_KEYS if k in df.columns] + ["language", "metric"]
+    dense = df[df["method"] == "dense"][on + ["value"]].drop_duplicates(on).rename(columns={"value": "dense"})
+    out = df[df["method"] != "dense"].merge(dense, on=on, how="left")
+    out["rel_increase"] = out["value"] / out["dense"] - 1
+    return out
+
+
+def equity(df: pd.DataFrame, metric: str = "bpb", by: tuple[str, ...] = ("method",)) -> pd.DataFrame:
+    """Per group of ``by`` (averaged over everything else, e.g. seeds): mean relative increase
+    over dense, the worst language and its increase, and the spread (max - min, std) across
+    languages. Expects ``with_dense`` output."""
+    d = df[df["metric"] == metric]
+    per_lang = d.groupby([*by, "language"], dropna=False)["rel_increase"].mean().reset_index()
+    rows = []
+    for group, g in per_lang.groupby(list(by), dropna=False):
+        worst = g.loc[g["rel_increase"].idxmax()]
+        group = group if isinstance(group, tuple) else (group,)
+        rows.append(
+            dict(zip(by, group, strict=True))
+            | {
+                "mean_rel_increase": g["rel_increase"].mean(),
+                "worst_language": worst["language"],
+                "worst_rel_increase": worst["rel_increase"],
+                "spread": g["rel_increase"].max() - g["rel_increase"].min(),
+                "std": g["rel_increase"].std(ddof=0),
+                "languages": len(g),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _flat(config: dict) -> dict:
+    """Lists (languages, tasks) become comma-joined strings so they can be grouped on."""
+    return {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in config.items()}
+
+
+def config_of(record: dict) -> ExperimentConfig:
+    c = {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()}
+    return ExperimentConfig(**c)

@@ -1,0 +1,88 @@
+"""Grids of experiments: expand a YAML grid into configs, run them here or as submitit jobs.
+
+    # grid.yaml
+    profile: embedded
+    base: {allocation: uniform}
+    grid: {method: [wanda, mwanda], sparsity: [0.5, 0.6], seed: [0, 1, 2]}
+
+``mwanda sweep grid.yaml`` runs the configs without a record one after another;
+``--executor local`` submits one job per config with submitit's local executor, ``--executor
+slurm`` (or ``auto``) to a cluster. Scheduling is submitit's; the store skips what is done.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from mwanda import experiments
+from mwanda.config import ConfigError
+from mwanda.experiments import RESULTS_DIR, ExperimentConfig
+
+
+def expand(spec: dict) -> list[ExperimentConfig]:
+    """Configs of a grid spec: ``profile``, ``base`` (fixed keys), ``grid`` (key -> list of values)."""
+    unknown = sorted(set(spec) - {"profile", "base", "grid"})
+    if unknown:
+        raise ConfigError(f"unknown grid key(s) {unknown}; a grid file has profile, base and grid.")
+    grid = spec.get("grid") or {}
+    for k, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"grid.{k} must be a non-empty list of values.")
+    keys = list(grid)
+    configs, seen = [], set()
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        cfg = experiments.make_config(
+            spec.get("profile", "embedded"), **(spec.get("base") or {}), **dict(zip(keys, combo, strict=True))
+        )
+        if cfg.key() not in seen:  # e.g. several alphas of the dense baseline are one config
+            seen.add(cfg.key())
+            configs.append(cfg)
+    return configs
+
+
+def load_grid(path: str | Path) -> list[ExperimentConfig]:
+    return expand(experiments._read_yaml(path))
+
+
+def pending(configs: list[ExperimentConfig], results_dir: str | Path = RESULTS_DIR) -> list[ExperimentConfig]:
+    """The configs that have no record yet."""
+    return [c for c in configs if not experiments.record_path(c, results_dir).exists()]
+
+
+def run_local(
+    configs: list[ExperimentConfig], results_dir: str | Path = RESULTS_DIR, progress: bool = True
+) -> list[dict]:
+    """Run configs one after another in this process (model and data loaded once)."""
+    experiments.check_results_dir(results_dir)
+    return [experiments.run(c, results_dir=results_dir, progress=progress) for c in configs]
+
+
+def _run_one(cfg: ExperimentConfig, results_dir: str) -> str:
+    """A job's body: run one config, return its record key."""
+    return experiments.run(cfg, results_dir=results_dir, progress=False)["key"]
+
+
+def submit(
+    configs: list[ExperimentConfig],
+    executor: str = "local",
+    results_dir: str | Path = RESULTS_DIR,
+    log_dir: str | Path | None = None,
+    **params,
+):
+    """One submitit job per config. ``executor``: 'local', 'slurm' or 'auto'. ``params`` go to
+    ``update_parameters`` (e.g. timeout_min=60, slurm_partition='gpu', gpus_per_node=1)."""
+    import submitit
+
+    results_dir = experiments.check_results_dir(results_dir)
+    log_dir = Path(log_dir or results_dir / "jobs")
+    if executor == "local":
+        ex = submitit.LocalExecutor(folder=log_dir)
+    elif executor in ("slurm", "auto"):
+        ex = submitit.AutoExecutor(folder=log_dir, cluster=None if executor == "auto" else "slurm")
+    else:
+        raise ConfigError(f"executor={executor!r}: use 'local', 'slurm' or 'auto'.")
+    ex.update_parameters(**({"timeout_min": 120} | params))
+    with ex.batch():
+        jobs = [ex.submit(_run_one, c, str(results_dir)) for c in configs]
+    return jobs
