@@ -34,14 +34,20 @@ def load(results_dir: str | Path = RESULTS_DIR, **filters) -> pd.DataFrame:
     records = read_records(results_dir)
     if not records:
         return pd.DataFrame(columns=["key", "language", "metric", "value"])
-    frames = []
-    for rec in records:
-        m = pd.DataFrame.from_records(rec["metrics"])
-        m["key"] = rec["key"]
-        m["achieved_sparsity"] = None if rec["pruning"] is None else rec["pruning"]["achieved_sparsity"]
-        frames.append(m)
-    metrics = pd.concat(frames, ignore_index=True)
-    configs = pd.DataFrame.from_records([{"key": r["key"], **_flat(r["config"])} for r in records])
+    metrics = pd.DataFrame.from_records(
+        [row | {"key": rec["key"]} for rec in records for row in rec["metrics"]],
+        columns=["language", "metric", "value", "key"],
+    )
+    configs = pd.DataFrame.from_records(
+        [
+            {
+                "key": r["key"],
+                **_flat(r["config"]),
+                "achieved_sparsity": (r["pruning"] or {}).get("achieved_sparsity"),
+            }
+            for r in records
+        ]
+    )
     df = metrics.merge(configs, on="key", how="left")
     for col, want in filters.items():
         if col not in df.columns:
