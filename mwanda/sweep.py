@@ -86,3 +86,28 @@ def submit(
     with ex.batch():
         jobs = [ex.submit(_run_one, c, str(results_dir)) for c in configs]
     return jobs
+
+
+def run_grid(
+    profile: str = "embedded",
+    results_dir: str | Path = RESULTS_DIR,
+    base: dict | None = None,
+    progress: bool = True,
+    **grid,
+):
+    """Run (or reuse) every config of ``grid`` and its dense baselines; return the tidy frame of
+    those records with the dense values joined (``results.with_dense``). Scalars in ``grid``
+    are fixed values, lists are swept: ``run_grid("smoke", method=["wanda", "mwanda"], sparsity=0.5)``.
+    """
+    from mwanda import results
+
+    spec = {
+        "profile": profile,
+        "base": base or {},
+        "grid": {k: v if isinstance(v, list) else [v] for k, v in grid.items()},
+    }
+    configs = expand(spec)
+    dense = {c.dense().key(): c.dense() for c in configs}
+    todo = list(dense.values()) + [c for c in configs if c.key() not in dense]
+    run_local(todo, results_dir, progress)
+    return results.with_dense(results.load(results_dir, key=[c.key() for c in todo]))

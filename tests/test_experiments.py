@@ -169,3 +169,20 @@ def test_cli_run(model_dir, tmp_path, capsys):
     cfg.write_text("profile: smoke\nsparsty: 0.5\n")
     assert main(["run", str(cfg), "--results", str(tmp_path / "r")]) == 2
     assert "unknown config key(s) ['sparsty']" in capsys.readouterr().err
+
+
+def test_run_grid_joins_dense(model_dir, tmp_path):
+    df = sweep.run_grid(
+        "smoke",
+        tmp_path,
+        base={"model": str(model_dir)},
+        progress=False,
+        method=["magnitude"],
+        sparsity=[0.2, 0.4],
+    )
+    assert sorted(df["sparsity"].unique()) == [0.2, 0.4] and df["dense"].notna().all()
+    dense = experiments.run(smoke(model_dir, method="dense"), results_dir=tmp_path, progress=False)
+    dense_bpb = {r["language"]: r["value"] for r in dense["metrics"] if r["metric"] == "bpb"}
+    rows = df[df["metric"] == "bpb"]
+    assert len(rows) == 2 * len(dense_bpb)
+    assert all(r.dense == dense_bpb[r.language] for r in rows.itertuples())
