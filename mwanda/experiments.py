@@ -70,7 +70,7 @@ class ExperimentConfig:
     seqlen: int = 256
     seed: int = 0
     eval_split: str = "test"
-    eval_max_chars: int | None = 12000
+    eval_max_chars: int | None = 8000
     udhr: bool = True
     tasks: tuple[str, ...] = ()
     task_limit: int | None = None
@@ -326,7 +326,8 @@ def _eval_texts_cached(corpus, dataset, split, langs, max_chars) -> tuple[tuple[
             for lang in langs
         )
     ids = eval_ids(split, max_chars)
-    return tuple((lang, "\n\n".join(data.load_paragraphs(lang, split)[i] for i in ids)) for lang in langs)
+    paragraphs = {lang: data.load_paragraphs(lang, split) for lang in langs}  # read each file once
+    return tuple((lang, "\n\n".join(paragraphs[lang][i] for i in ids)) for lang in langs)
 
 
 @functools.lru_cache(maxsize=8)
