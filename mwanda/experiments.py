@@ -71,6 +71,7 @@ class ExperimentConfig:
     seed: int = 0
     eval_split: str = "test"
     eval_max_chars: int | None = 8000
+    eval_window: int | None = None  # perplexity window; None: the model's context, at most 2048
     udhr: bool = True
     tasks: tuple[str, ...] = ()
     task_limit: int | None = None
@@ -92,6 +93,9 @@ class ExperimentConfig:
             for k in ("calib_langs", "nsamples", "seqlen", "calib_dataset"):
                 d.pop(k)
             d["method"] = "dense"
+        elif self.method == "magnitude" and self.allocation == "uniform":
+            for k in ("calib_langs", "nsamples", "seqlen", "seed", "calib_dataset"):
+                d.pop(k)  # uniform magnitude pruning reads no calibration data
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     def key(self) -> str:
@@ -229,14 +233,15 @@ def run(
 
 def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> tuple[list[dict], dict]:
     """Tidy metric rows {language, metric, value} for the evaluation suite of ``cfg``."""
-    from mwanda.evaluate import per_language_perplexity
+    from mwanda.evaluate import context_length, per_language_perplexity
 
     rows = []
     suites = [(cfg.eval_split, _eval_texts(cfg, cfg.eval_split))]
     if cfg.udhr and cfg.corpus == "embedded":
         suites.append(("udhr", _eval_texts(cfg, "udhr")))
     for name, texts in suites:
-        res = per_language_perplexity(model, tokenizer, texts, cfg.seqlen, None, cfg.batch_size, progress)
+        window = cfg.eval_window or min(context_length(model), 2048)
+        res = per_language_perplexity(model, tokenizer, texts, window, None, cfg.batch_size, progress)
         prefix = "" if name == cfg.eval_split else f"{name}_"
         for lang, r in res.items():
             rows += [
@@ -277,6 +282,16 @@ def check_tokenizer(tokenizer, model) -> None:
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary is {vocab}: they do not "
             "belong together; load the tokenizer saved with this model."
         )
+
+
+def dense_model(cfg: ExperimentConfig):
+    """(model, tokenizer) of ``cfg``, loaded once per process. Do not modify: deepcopy first."""
+    return _dense_model(cfg.model, cfg.dtype, cfg.device)
+
+
+def calibration_set(cfg: ExperimentConfig) -> CalibrationSet:
+    """The calibration set of ``cfg`` (cached per process)."""
+    return _calibration(cfg)
 
 
 @functools.lru_cache(maxsize=2)

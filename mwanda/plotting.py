@@ -30,6 +30,12 @@ def set_style() -> None:
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 150, "savefig.bbox": "tight", "pdf.fonttype": 42})
 
 
+def figures_dir(profile: str) -> Path:
+    """Where a profile's figures go: figures/ for the embedded default (committed), and
+    build/<profile>/figures for the others, so smoke or paper runs never overwrite them."""
+    return FIGURES_DIR if profile == "embedded" else REPO_ROOT / "build" / profile / "figures"
+
+
 def savefig(fig: plt.Figure, name: str, notebook: str, figures_dir: str | Path = FIGURES_DIR) -> list[Path]:
     """Save ``fig`` as figures/<notebook>/<name>.png and .pdf (byte-stable); returns the paths."""
     out = Path(figures_dir) / Path(notebook).stem

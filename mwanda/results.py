@@ -17,7 +17,16 @@ from mwanda.experiments import RESULTS_DIR, ExperimentConfig
 
 # Config fields that define "evaluated the same way": a pruned row joins the dense row that
 # matches on all of these (plus language and metric).
-EVAL_KEYS = ("profile", "model", "corpus", "eval_dataset", "dtype", "eval_split", "eval_max_chars")
+EVAL_KEYS = (
+    "profile",
+    "model",
+    "corpus",
+    "eval_dataset",
+    "dtype",
+    "eval_split",
+    "eval_max_chars",
+    "eval_window",
+)
 
 
 def read_records(results_dir: str | Path = RESULTS_DIR) -> list[dict]:
