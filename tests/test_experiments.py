@@ -186,3 +186,14 @@ def test_run_grid_joins_dense(model_dir, tmp_path):
     rows = df[df["metric"] == "bpb"]
     assert len(rows) == 2 * len(dense_bpb)
     assert all(r.dense == dense_bpb[r.language] for r in rows.itertuples())
+
+
+def test_new_weights_at_the_same_path_get_a_new_key(model_dir, tmp_path):
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    before = smoke(copy, method="dense").key()
+    tiny_model(
+        "llama", layers=2, seed=7, vocab_size=len(AutoTokenizer.from_pretrained(copy))
+    ).save_pretrained(copy)
+    experiments.model_fingerprint.cache_clear()
+    assert smoke(copy, method="dense").key() != before
