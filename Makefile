@@ -40,7 +40,8 @@ figures: $(if $(NOTEBOOKS),$(EXECUTED),quickstart)
 
 $(BUILD)/%.ipynb: $(ROOT)/notebooks/%.ipynb $(STAMP) FORCE
 	@mkdir -p $(BUILD)
-	cd $(ROOT)/notebooks && $(PY) -m papermill --no-progress-bar --log-output $< $@.part -p profile $(PROFILE)
+	cd $(ROOT)/notebooks && $(PY) -m papermill --no-progress-bar --log-output $< $@.part -p profile $(PROFILE) \
+		$(if $(wildcard $(ROOT)/notebooks/params/$(PROFILE).yaml),-f $(ROOT)/notebooks/params/$(PROFILE).yaml)
 	mv $@.part $@
 
 # One target per notebook: `make 03_mwanda_vs_wanda PROFILE=smoke`.
