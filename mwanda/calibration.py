@@ -8,15 +8,15 @@ methods and runs see exactly the same tokens.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from mwanda.io import atomic_write_text
 
 _TAG = re.compile(r"^([a-z]{2,3})(?:[-_][A-Za-z0-9]{2,8})*$")
 
@@ -179,20 +179,6 @@ def write_tokens_jsonl(calib: CalibrationSet, path: str | Path) -> None:
         for lang, row in zip(calib.langs, calib.input_ids.tolist(), strict=True)
     ]
     atomic_write_text(path, "".join(lines))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same directory, then rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _jsonl_records(path: str | Path):

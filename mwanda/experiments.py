@@ -27,8 +27,9 @@ from pathlib import Path
 import yaml
 
 from mwanda import data
-from mwanda.calibration import CalibrationSet, atomic_write_text, build_balanced
+from mwanda.calibration import CalibrationSet, build_balanced
 from mwanda.config import ConfigError, PruneConfig
+from mwanda.io import atomic_write_text
 
 REPO_ROOT = data.REPO_ROOT
 RESULTS_DIR = REPO_ROOT / "results"

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from mwanda import __version__
+from mwanda.io import atomic_write_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,8 +129,6 @@ class PruningReport:
         )
 
     def save(self, path: str | Path) -> None:
-        from mwanda.calibration import atomic_write_text
-
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod

@@ -35,7 +35,6 @@ import math
 import os
 import random
 import re
-import shutil
 import sys
 import tempfile
 import unicodedata
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from mwanda.data import CORPUS_DIR, REPO_ROOT, corpus_file, language_table, load_paragraphs, read_manifest
+from mwanda.io import swap_in_dir
 
 TASKS_DIR = REPO_ROOT / "data" / "tasks"
 TASK_TABLE_FILE = REPO_ROOT / "data" / "task_table.yaml"
@@ -459,7 +459,7 @@ def build_proxy_tasks(
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
         (staging / "README.md").write_text(readme(manifest), encoding="utf-8")
-        _swap_in(staging, out)
+        swap_in_dir(staging, out)
     return manifest
 
 
@@ -479,18 +479,6 @@ def readme(manifest: dict[str, Any]) -> str:
         "They are proxies for language modelling quality, not the paper's benchmarks.\n\n"
         "Items per language:\n\n```\n" + summary(manifest) + "\n```\n"
     )
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging`` with renames (the old folder survives until the end)."""
-    backup = out.with_name(out.name + ".old")
-    if backup.exists():
-        shutil.rmtree(backup)
-    if out.exists():
-        out.rename(backup)
-    staging.rename(out)
-    if backup.exists():
-        shutil.rmtree(backup)
 
 
 def load_task_jsonl(data_files: dict[str, str], config_source: str | None = None, **_: Any) -> Any:

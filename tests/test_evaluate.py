@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import tiny_model
-from transformers import PreTrainedTokenizerFast
+from conftest import byte_bpe_tokenizer, tiny_model
 
 from mwanda.evaluate import perplexity, rolling_windows
 
@@ -19,20 +18,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<unk>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(TEXTS, trainer)
-    from tokenizers import decoders
-
-    tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    return byte_bpe_tokenizer(TEXTS, 300)
 
 
 def test_rolling_windows_cover_every_token_once():

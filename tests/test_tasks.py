@@ -9,8 +9,7 @@ import unicodedata
 
 import pytest
 import torch
-from conftest import tiny_model
-from transformers import PreTrainedTokenizerFast
+from conftest import byte_bpe_tokenizer, tiny_model
 
 import mwanda.tasks as tasks
 from mwanda.data import language_table, load_paragraphs, load_text
@@ -183,18 +182,7 @@ def test_task_names_errors():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=["<unk>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator([load_text(lang, "dev")[:20_000] for lang in ("de", "ja")], trainer)
-    tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")
+    return byte_bpe_tokenizer([load_text(lang, "dev")[:20_000] for lang in ("de", "ja")], 400)
 
 
 @torch.no_grad()

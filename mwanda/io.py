@@ -1,0 +1,39 @@
+"""Atomic writes: a file or a directory is either the old one or the complete new one.
+
+Everything the repository writes that a user or a later run reads (records, reports, corpora,
+task files, pruned models) goes through these, so an interrupted run never leaves half of it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write via a temporary file in the same directory, then rename: never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def swap_in_dir(staging: Path, out: Path) -> None:
+    """Replace directory ``out`` by the complete ``staging`` with renames; the old one survives
+    (as ``<out>.old``) until the new one is in place."""
+    backup = out.with_name(out.name + ".old")
+    if backup.exists():
+        shutil.rmtree(backup)
+    if out.exists():
+        out.rename(backup)
+    staging.rename(out)
+    if backup.exists():
+        shutil.rmtree(backup)
