@@ -57,6 +57,7 @@ def load(results_dir: str | Path = RESULTS_DIR, **filters) -> pd.DataFrame:
             for r in records
         ]
     )
+    configs["label"] = [method_label(r) for r in configs.itertuples()]
     df = metrics.merge(configs, on="key", how="left")
     for col, want in filters.items():
         if col not in df.columns:
@@ -96,6 +97,14 @@ def equity(df: pd.DataFrame, metric: str = "bpb", by: tuple[str, ...] = ("method
             }
         )
     return pd.DataFrame(rows)
+
+
+def method_label(row) -> str:
+    """'mwanda', 'mwanda+ria' (RIA with M-Wanda's activation term), 'wanda+owl', ..."""
+    name = "mwanda+ria" if row.method == "ria" and row.language_aware else row.method
+    return (
+        name if row.allocation in ("uniform", None) or row.method == "dense" else f"{name}+{row.allocation}"
+    )
 
 
 def _flat(config: dict) -> dict:
