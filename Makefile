@@ -65,7 +65,7 @@ corpus: $(STAMP)
 	cd $(ROOT) && $(PY) -m mwanda.data build
 
 model: $(STAMP)
-	cd $(ROOT) && $(PY) -m mwanda.train_tiny
+	cd $(ROOT) && $(PY) -m mwanda.train_tiny && $(PY) -m mwanda.train_tiny card
 
 clean:
 	rm -rf $(ROOT)/build
