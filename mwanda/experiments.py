@@ -71,7 +71,7 @@ class ExperimentConfig:
     seqlen: int = 256
     seed: int = 0
     eval_split: str = "test"
-    eval_max_chars: int | None = 8000
+    eval_max_chars: int | None = 5000
     eval_window: int | None = None  # perplexity window; None: the model's context, at most 2048
     udhr: bool = True
     tasks: tuple[str, ...] = ()
