@@ -243,6 +243,7 @@ def run(
     if path.exists() and not force:
         return json.loads(path.read_text(encoding="utf-8"))
     start = time.perf_counter()
+    _eval_texts(cfg, cfg.eval_split)  # a missing dataset fails here, before the model is loaded
     model, tokenizer = _dense_model(cfg.model, cfg.dtype, cfg.device)
     check_tokenizer(tokenizer, model)
     pruning = None

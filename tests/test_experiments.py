@@ -197,3 +197,16 @@ def test_new_weights_at_the_same_path_get_a_new_key(model_dir, tmp_path):
     ).save_pretrained(copy)
     experiments.model_fingerprint.cache_clear()
     assert smoke(copy, method="dense").key() != before
+
+
+def test_missing_evaluation_data_fails_before_the_model_loads(model_dir, tmp_path, monkeypatch):
+    def missing(*a, **k):
+        raise FileNotFoundError("data/corpus/test/de.jsonl.gz is missing; run `make corpus`")
+
+    def no_model(*a, **k):
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(experiments, "_eval_texts_cached", missing)
+    monkeypatch.setattr(experiments, "_dense_model", no_model)
+    with pytest.raises(FileNotFoundError, match="make corpus"):
+        experiments.run(smoke(model_dir, method="wanda"), results_dir=tmp_path, progress=False)
