@@ -39,7 +39,7 @@ def dense_statistics(model, calib: CalibrationSet, batch_size: int = 8) -> Dense
     block_inputs, linears = [], []
     for b, block in enumerate(plan.blocks):
         st = LanguageStats.zeros(n_langs, inps.shape[-1], inps.device)
-        st.add(inps, idx)
+        st.add_batches(inps, lang_idx)
         block_inputs.append(st.to("cpu"))
         stats = collect_block_stats(
             block,

@@ -247,13 +247,13 @@ def _dense_pass(plan: _Plan, cfg: PruneConfig, inps, calls, lang_idx, calib, pro
     keep_stats = not cfg.sequential and cfg.method != "magnitude"
     first = inps  # returned so the caller can reuse the buffer
     outs = torch.empty_like(inps)
-    n_langs, all_idx = len(calib.languages), calib.lang_index()
+    n_langs = len(calib.languages)
     D, kept = [], []
     for b in tqdm(range(len(plan.blocks)), desc="dense stats", unit="block", disable=not progress):
         block, lins, prefix = plan.blocks[b], plan.linears[b], f"{plan.path}.{b}."
         if cfg.allocation == "cwl":
             st = LanguageStats.zeros(n_langs, inps.shape[-1], inps.device)
-            st.add(inps, all_idx)
+            st.add_batches(inps, lang_idx)
             D.append(1.0 - allocation.cross_lingual_correlation(st.counts, st.sums, st.sumsq))
         ffn = plan.ffn[b] if needs_activity(cfg) else None
         stats = collect_block_stats(

@@ -57,6 +57,14 @@ class LanguageStats:
         if self.sums is not None:
             self.sums += onehot @ per_seq.sum(dim=1)
 
+    def add_batches(self, x: Tensor, lang_idx: list[Tensor]) -> None:
+        """``add`` batch by batch over the rows of ``x`` (``lang_idx`` as split per batch), so a
+        whole [N, T, d] buffer is never copied to float64 at once."""
+        start = 0
+        for idx in lang_idx:
+            self.add(x[start : start + idx.numel()], idx)
+            start += idx.numel()
+
     def add_active(self, pre_activation: Tensor, lang_idx: Tensor) -> None:
         """Count tokens with ``pre_activation`` > 0 per language and neuron."""
         on = (pre_activation > 0).reshape(lang_idx.numel(), -1, pre_activation.shape[-1])

@@ -62,3 +62,14 @@ def test_nan_statistics_raise_with_fix():
     st.add(torch.tensor([[[float("inf"), 1.0]]]), torch.tensor([0]))
     with pytest.raises(StatsError, match="--dtype"):
         st.check_finite("layer")
+
+
+def test_add_batches_equals_add():
+    x = torch.randn(7, 5, 3)
+    idx = torch.tensor([0, 1, 1, 2, 0, 2, 1])
+    whole, parts = LanguageStats.zeros(3, 3), LanguageStats.zeros(3, 3)
+    whole.add(x, idx)
+    parts.add_batches(x, list(idx.split(3)))
+    assert torch.equal(whole.counts, parts.counts)
+    torch.testing.assert_close(whole.sumsq, parts.sumsq, rtol=1e-12, atol=0)
+    torch.testing.assert_close(whole.sums, parts.sums, rtol=1e-12, atol=1e-15)
