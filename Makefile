@@ -12,7 +12,7 @@ NB_NAMES := $(notdir $(basename $(NOTEBOOKS)))
 BUILD := $(ROOT)/build/$(PROFILE)
 EXECUTED := $(NB_NAMES:%=$(BUILD)/%.ipynb)
 
-.PHONY: all setup figures test lint format corpus model clean help quickstart $(NB_NAMES) FORCE
+.PHONY: all setup figures test lint format corpus model clean help $(NB_NAMES) FORCE
 
 all: figures
 
@@ -36,7 +36,7 @@ $(STAMP): $(ROOT)/pyproject.toml $(ROOT)/constraints.txt
 
 # Every notebook, executed headless with papermill (parameters: profile), into build/<profile>/.
 # Notebooks share work through the results cache (results/), so `make -j figures` is safe.
-figures: $(if $(NOTEBOOKS),$(EXECUTED),quickstart)
+figures: $(EXECUTED)
 
 $(BUILD)/%.ipynb: $(ROOT)/notebooks/%.ipynb $(STAMP) FORCE
 	@mkdir -p $(BUILD)
@@ -46,9 +46,6 @@ $(BUILD)/%.ipynb: $(ROOT)/notebooks/%.ipynb $(STAMP) FORCE
 
 # One target per notebook: `make 03_mwanda_vs_wanda PROFILE=smoke`.
 $(NB_NAMES): %: $(BUILD)/%.ipynb
-
-quickstart: $(STAMP)
-	cd $(ROOT) && $(PY) -m mwanda.quickstart --profile $(PROFILE)
 
 FORCE:
 

@@ -16,7 +16,7 @@ from mwanda import allocation, scores
 from mwanda.blocks import capture_inputs
 from mwanda.calibration import CalibrationSet
 from mwanda.config import PruneConfig
-from mwanda.prune import collect_block_stats, make_plan
+from mwanda.prune import dense_blocks, make_plan
 from mwanda.stats import LanguageStats
 
 
@@ -33,28 +33,13 @@ def dense_statistics(model, calib: CalibrationSet, batch_size: int = 8) -> Dense
     """One dense pass over all blocks; statistics moved to the CPU as they are finished."""
     plan = make_plan(model, PruneConfig())
     inps, calls = capture_inputs(model, calib.input_ids, batch_size)
-    outs = torch.empty_like(inps)
-    idx, n_langs = calib.lang_index(), len(calib.languages)
-    lang_idx = list(idx.split(batch_size))
+    lang_idx = list(calib.lang_index().split(batch_size))
     block_inputs, linears = [], []
-    for b, block in enumerate(plan.blocks):
-        st = LanguageStats.zeros(n_langs, inps.shape[-1], inps.device)
-        st.add_batches(inps, lang_idx)
-        block_inputs.append(st.to("cpu"))
-        stats = collect_block_stats(
-            block,
-            plan.linears[b],
-            plan.ffn[b],
-            inps,
-            calls,
-            lang_idx,
-            n_langs,
-            f"{plan.path}.{b}.",
-            outs,
-            True,
-        )
+    n_langs = len(calib.languages)
+    walk = dense_blocks(plan, inps, calls, lang_idx, n_langs, ffn=True, track_sums=True, block_inputs=True)
+    for _, block_in, stats in walk:
+        block_inputs.append(block_in.to("cpu"))
         linears.append({name: s.to("cpu") for name, s in stats.items()})
-        inps, outs = outs, inps
     return DenseStatistics(calib.languages, block_inputs, linears, [f[0] if f else None for f in plan.ffn])
 
 

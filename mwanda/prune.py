@@ -179,16 +179,17 @@ def prune_model(
             timings["capture_s"] = time.perf_counter() - t
         dense_stats: list[dict[str, LanguageStats]] = []
         D = None
-        if needs_data and (cfg.allocation != "uniform" or not cfg.sequential):
+        ran_dense = needs_data and (cfg.allocation != "uniform" or not cfg.sequential)
+        if ran_dense:
             t = time.perf_counter()
-            D, dense_stats, inps = _dense_pass(plan, cfg, inps, calls, lang_idx, calib, progress)
+            D, dense_stats = _dense_pass(plan, cfg, inps, calls, lang_idx, calib, progress)
             timings["dense_pass_s"] = time.perf_counter() - t
         if D is not None and cfg.allocation != "uniform":
             weights = torch.tensor(plan.params, dtype=torch.float64)
             block_sparsity = allocation.allocate(D, cfg.sparsity, cfg.owl_lambda, weights).tolist()
         else:
             block_sparsity = [cfg.sparsity] * n_blocks
-        if "dense_pass_s" in timings and cfg.sequential:
+        if ran_dense and cfg.sequential:
             # The dense pass overwrote the buffer: recapture block 0's inputs in place.
             inps, calls = capture_inputs(model, calib.input_ids, batch_size, out=inps)
         per_row = _row_counts(plan, cfg, block_sparsity)
@@ -242,24 +243,66 @@ def prune_model(
     )
 
 
-def _dense_pass(plan: _Plan, cfg: PruneConfig, inps, calls, lang_idx, calib, progress):
-    """Run all blocks densely: per-block allocation score D_b, and stats if kept for pruning."""
-    keep_stats = not cfg.sequential and cfg.method != "magnitude"
-    first = inps  # returned so the caller can reuse the buffer
+def dense_blocks(
+    plan: _Plan,
+    inps: Tensor,
+    calls: list,
+    lang_idx: list[Tensor],
+    n_langs: int,
+    ffn: bool,
+    track_sums: bool,
+    block_inputs: bool,
+    progress: bool = False,
+):
+    """Walk all blocks densely: yield (b, block-input stats or None, per-linear stats) per block.
+
+    Each block runs once with hooks, writing its outputs into a second buffer that becomes the
+    next block's input, so ``inps`` is overwritten (the caller may reuse it afterwards).
+    """
     outs = torch.empty_like(inps)
-    n_langs = len(calib.languages)
-    D, kept = [], []
     for b in tqdm(range(len(plan.blocks)), desc="dense stats", unit="block", disable=not progress):
-        block, lins, prefix = plan.blocks[b], plan.linears[b], f"{plan.path}.{b}."
-        if cfg.allocation == "cwl":
-            st = LanguageStats.zeros(n_langs, inps.shape[-1], inps.device)
-            st.add_batches(inps, lang_idx)
-            D.append(1.0 - allocation.cross_lingual_correlation(st.counts, st.sums, st.sumsq))
-        ffn = plan.ffn[b] if needs_activity(cfg) else None
+        block_in = None
+        if block_inputs:
+            block_in = LanguageStats.zeros(n_langs, inps.shape[-1], inps.device)
+            block_in.add_batches(inps, lang_idx)
         stats = collect_block_stats(
-            block, lins, ffn, inps, calls, lang_idx, n_langs, prefix, outs, needs_sums(cfg)
+            plan.blocks[b],
+            plan.linears[b],
+            plan.ffn[b] if ffn else None,
+            inps,
+            calls,
+            lang_idx,
+            n_langs,
+            f"{plan.path}.{b}.",
+            outs,
+            track_sums,
         )
-        if cfg.allocation == "owl":
+        yield b, block_in, stats
+        inps, outs = outs, inps
+
+
+def _dense_pass(plan: _Plan, cfg: PruneConfig, inps, calls, lang_idx, calib, progress):
+    """Per-block allocation scores D_b, and the statistics themselves when pruning uses them."""
+    keep_stats = not cfg.sequential and cfg.method != "magnitude"
+    D, kept = [], []
+    walk = dense_blocks(
+        plan,
+        inps,
+        calls,
+        lang_idx,
+        len(calib.languages),
+        ffn=needs_activity(cfg),
+        track_sums=needs_sums(cfg),
+        block_inputs=cfg.allocation == "cwl",
+        progress=progress,
+    )
+    for b, block_in, stats in walk:
+        if cfg.allocation == "cwl":
+            D.append(
+                1.0 - allocation.cross_lingual_correlation(block_in.counts, block_in.sums, block_in.sumsq)
+            )
+        elif cfg.allocation == "owl":
+            lins = plan.linears[b]
             wanda_scores = [
                 scores.wanda(lin.weight, scores.wanda_activation(stats[n].sumsq).to(lin.weight.device))
                 for n, lin in lins.items()
@@ -267,8 +310,7 @@ def _dense_pass(plan: _Plan, cfg: PruneConfig, inps, calls, lang_idx, calib, pro
             D.append(allocation.outlier_ratio(wanda_scores, cfg.owl_m))
         if keep_stats:
             kept.append({n: s.to("cpu") for n, s in stats.items()})
-        inps, outs = outs, inps
-    return (torch.tensor(D, dtype=torch.float64) if D else None), kept, first
+    return (torch.tensor(D, dtype=torch.float64) if D else None), kept
 
 
 def _row_counts(plan: _Plan, cfg: PruneConfig, block_sparsity: list[float]) -> dict[str, int]:
