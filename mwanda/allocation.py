@@ -32,10 +32,10 @@ class AllocationError(ValueError):
 
 def outlier_ratio(block_scores: Sequence[Tensor], m: float = 5.0) -> float:
     """Share of all scores of a block (pooled over its layers) greater than ``m`` x their mean."""
-    total = sum(float(s.double().sum()) for s in block_scores)
+    total = sum(float(s.sum(dtype=torch.float64)) for s in block_scores)
     count = sum(s.numel() for s in block_scores)
     threshold = m * total / count
-    return sum(int((s > threshold).sum()) for s in block_scores) / count
+    return sum(int(torch.count_nonzero(s > threshold)) for s in block_scores) / count
 
 
 def cross_lingual_correlation(counts: Tensor, sums: Tensor, sumsq: Tensor) -> float:

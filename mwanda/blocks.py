@@ -139,6 +139,8 @@ def capture_inputs(
             buf[0] = x.new_empty((n, *x.shape[1:]))
         start = len(calls) * batch_size
         buf[0][start : start + x.shape[0]] = x.detach()
+        if calls:  # equal tensors (position embeddings, masks) are kept once, not once per batch
+            rest, kwargs = _reuse(rest, calls[-1].args), _reuse(kwargs, calls[-1].kwargs)
         calls.append(BlockCall(rest, kwargs))
         raise _Captured
 
@@ -151,6 +153,18 @@ def capture_inputs(
     finally:
         handle.remove()
     return buf[0], calls
+
+
+def _reuse(new: object, old: object) -> object:
+    """``new`` with every tensor equal to its counterpart in ``old`` replaced by that one."""
+    if torch.is_tensor(new):
+        same = torch.is_tensor(old) and new.shape == old.shape and new.dtype == old.dtype
+        return old if same and new.device == old.device and torch.equal(new, old) else new
+    if isinstance(new, (tuple, list)) and isinstance(old, (tuple, list)) and len(new) == len(old):
+        return type(new)(_reuse(n, o) for n, o in zip(new, old, strict=True))
+    if isinstance(new, dict) and isinstance(old, dict):
+        return {k: _reuse(v, old.get(k)) for k, v in new.items()}
+    return new
 
 
 def run_block(block: nn.Module, x: Tensor, call: BlockCall) -> Tensor:

@@ -43,7 +43,13 @@ def _add_prune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=DTYPES, default="float32")
     p.add_argument("--device", default="auto", help="'cpu', 'cuda' or 'auto' (device_map='auto' on GPUs)")
-    p.add_argument("--batch-size", type=int, default=8, help="calibration sequences per forward pass")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1,
+        help="calibration sequences per forward pass: 1 (as Wanda) holds the least memory; "
+        "larger is faster on CPU but holds batch x seqlen x FFN-width activations",
+    )
     p.add_argument("--out", type=Path, required=True, help="directory for the pruned model and report")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--no-progress", dest="progress", action="store_false")

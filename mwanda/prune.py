@@ -11,6 +11,9 @@ Memory: the model, two activation buffers [N, T, d] and the statistics of one bl
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import resource
 import time
@@ -154,12 +157,15 @@ def prune_model(
     model: nn.Module,
     calib: CalibrationSet | None,
     cfg: PruneConfig,
-    batch_size: int = 8,
+    batch_size: int = 1,
     progress: bool = True,
 ) -> PruningReport:
     """Prune ``model`` in place as ``cfg`` says and return the report.
 
     ``calib`` may be None only for uniform magnitude pruning, which needs no data.
+    ``batch_size``: calibration sequences per forward pass. 1, as Wanda's reference, keeps the
+    per-batch activations (batch x seqlen x FFN width) small next to the two [N, T, d] buffers;
+    larger batches are faster on CPU. Statistics are exact sums either way.
     """
     t_start = time.perf_counter()
     plan = make_plan(model, cfg)
@@ -216,6 +222,7 @@ def prune_model(
                 )
             else:
                 stats = dense_stats[b]
+            release_memory()  # the statistics pass's activations are gone: hand their pages back
             for name, lin in lins.items():
                 is_down = plan.ffn[b] is not None and plan.ffn[b][0] == name
                 score = layer_score(lin.weight, stats.get(name), cfg, is_down)
@@ -227,6 +234,7 @@ def prune_model(
             if outs is not None:
                 forward_block(block, inps, outs, calls, [len(i) for i in lang_idx])
                 inps, outs = outs, inps
+            release_memory()
         timings["prune_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_start
     return PruningReport.build(
@@ -277,6 +285,7 @@ def dense_blocks(
             outs,
             track_sums,
         )
+        release_memory()
         yield b, block_in, stats
         inps, outs = outs, inps
 
@@ -327,15 +336,38 @@ def _row_counts(plan: _Plan, cfg: PruneConfig, block_sparsity: list[float]) -> d
 
 
 def _layer_row(name: str, block: int, mask: Tensor, target: float) -> dict:
+    pruned = int(torch.count_nonzero(mask))  # not mask.sum(): that makes an int64 copy of the mask
     return {
         "name": name,
         "block": block,
         "shape": list(mask.shape),
         "params": mask.numel(),
-        "pruned": int(mask.sum()),
+        "pruned": pruned,
         "target_sparsity": target,
-        "achieved_sparsity": int(mask.sum()) / mask.numel(),
+        "achieved_sparsity": pruned / mask.numel(),
     }
+
+
+@functools.cache
+def _libc_malloc_trim():
+    """glibc's malloc_trim, or None (musl, macOS, Windows)."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    return getattr(libc, "malloc_trim", None)
+
+
+def release_memory() -> None:
+    """Return freed memory to the OS between blocks.
+
+    glibc keeps the pages of freed large tensors in its heap (they count as resident memory and,
+    fragmented, make a later block grow the heap again: +40-70 MiB on a 110M model); CUDA's caching
+    allocator keeps its blocks too. Costs about a millisecond per call on CPU.
+    """
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    trim = _libc_malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def peak_memory() -> dict[str, float]:

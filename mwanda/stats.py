@@ -50,12 +50,21 @@ class LanguageStats:
 
         ``x`` is [B, T, d] or, as some models pass FFN inputs, flattened to [B * T, d].
         """
-        per_seq = x.reshape(lang_idx.numel(), -1, x.shape[-1]).to(torch.float64)
-        onehot = _onehot(lang_idx, self.counts.numel(), per_seq.device)  # [L, B]
-        self.counts += onehot.sum(dim=1) * per_seq.shape[1]
-        self.sumsq += onehot @ per_seq.square().sum(dim=1)
-        if self.sums is not None:
-            self.sums += onehot @ per_seq.sum(dim=1)
+        seqs = x.reshape(lang_idx.numel(), -1, x.shape[-1])
+        onehot = _onehot(lang_idx, self.counts.numel(), seqs.device)  # [L, B]
+        self.counts += onehot.sum(dim=1) * seqs.shape[1]
+        # One sequence at a time: the float64 copy is [T, d], not [B, T, d] (the largest
+        # temporary of a statistics pass otherwise). Bit-identical to reducing the whole batch.
+        sumsq = torch.empty(seqs.shape[0], seqs.shape[-1], dtype=torch.float64, device=seqs.device)
+        sums = torch.empty_like(sumsq) if self.sums is not None else None
+        for i, seq in enumerate(seqs):
+            seq64 = seq.to(torch.float64, copy=True)  # copy: square_ must not touch a float64 input
+            if sums is not None:
+                torch.sum(seq64, dim=0, out=sums[i])
+            torch.sum(seq64.square_(), dim=0, out=sumsq[i])
+        self.sumsq += onehot @ sumsq
+        if sums is not None:
+            self.sums += onehot @ sums
 
     def add_batches(self, x: Tensor, lang_idx: list[Tensor]) -> None:
         """``add`` batch by batch over the rows of ``x`` (``lang_idx`` as split per batch), so a

@@ -123,6 +123,18 @@ def test_block_replay_reproduces_model_hidden_states(arch):
             torch.testing.assert_close(x, ref[b + 1], rtol=1e-5, atol=1e-5)
 
 
+def test_capture_keeps_equal_call_tensors_once():
+    model, calib = tiny_model("llama"), tiny_calib()
+    _, blocks = find_blocks(model)
+    with torch.no_grad():
+        ref = model(calib.input_ids, output_hidden_states=True, use_cache=False).hidden_states[1]
+        x, calls = capture_inputs(model, calib.input_ids, batch_size=1)
+        cos = [c.kwargs["position_embeddings"][0] for c in calls]
+        assert all(c is cos[0] for c in cos)  # one copy of the rotary tables, not one per sequence
+        y = torch.cat([run_block(blocks[0], x[i : i + 1], c) for i, c in enumerate(calls)])
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("method", ["magnitude", "wanda", "ria", "mwanda"])
 def test_every_layout_and_method_prunes_exact_row_counts(arch, method, calib):

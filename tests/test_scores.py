@@ -135,3 +135,24 @@ def test_nm_mask_prunes_n_smallest_per_group(nm):
 def test_nm_needs_divisible_width():
     with pytest.raises(ValueError, match="groups of 4"):
         scores.prune_mask(torch.rand(2, 6), 0.5, structure="2:4")
+
+
+@pytest.mark.parametrize("comparison", ["row", "layer"])
+def test_chunked_sort_gives_the_unchunked_mask(monkeypatch, comparison):
+    g = torch.Generator().manual_seed(0)
+    score = torch.randint(0, 5, (37, 24), generator=g).float()  # many ties: stable order matters
+    ref = torch.zeros_like(score, dtype=torch.bool)
+    if comparison == "row":
+        ref.scatter_(1, torch.sort(score, dim=1, stable=True).indices[:, :12], True)
+    else:
+        ref.view(-1)[torch.sort(score.view(-1), stable=True).indices[: int(score.numel() * 0.5)]] = True
+    monkeypatch.setattr(scores, "SORT_CHUNK", 50)  # two rows per sort
+    assert torch.equal(scores.prune_mask(score, 0.5, comparison=comparison), ref)
+
+
+def test_scores_do_not_modify_weights():
+    W = torch.randn(4, 6, dtype=torch.float16)
+    before = W.clone()
+    scores.wanda(W, torch.rand(6))
+    scores.ria(W, torch.rand(6))
+    assert torch.equal(W, before)

@@ -73,3 +73,12 @@ def test_add_batches_equals_add():
     assert torch.equal(whole.counts, parts.counts)
     torch.testing.assert_close(whole.sumsq, parts.sumsq, rtol=1e-12, atol=0)
     torch.testing.assert_close(whole.sums, parts.sums, rtol=1e-12, atol=1e-15)
+
+
+def test_add_leaves_float64_input_untouched():
+    x = torch.randn(2, 4, 3, dtype=torch.float64)
+    before = x.clone()
+    st = LanguageStats.zeros(2, 3)
+    st.add(x, torch.tensor([0, 1]))
+    assert torch.equal(x, before)
+    torch.testing.assert_close(st.sumsq[1], x[1].square().sum(0))
