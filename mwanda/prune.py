@@ -17,6 +17,7 @@ import functools
 import hashlib
 import resource
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -261,6 +262,7 @@ def dense_blocks(
     track_sums: bool,
     block_inputs: bool,
     progress: bool = False,
+    linear_stats: bool = True,
 ):
     """Walk all blocks densely: yield (b, block-input stats or None, per-linear stats) per block.
 
@@ -275,7 +277,7 @@ def dense_blocks(
             block_in.add_batches(inps, lang_idx)
         stats = collect_block_stats(
             plan.blocks[b],
-            plan.linears[b],
+            plan.linears[b] if linear_stats else {},  # {}: no hooks, a plain forward
             plan.ffn[b] if ffn else None,
             inps,
             calls,
@@ -304,6 +306,7 @@ def _dense_pass(plan: _Plan, cfg: PruneConfig, inps, calls, lang_idx, calib, pro
         track_sums=needs_sums(cfg),
         block_inputs=cfg.allocation == "cwl",
         progress=progress,
+        linear_stats=keep_stats or cfg.allocation == "owl",  # CWL alone needs only block inputs
     )
     for b, block_in, stats in walk:
         if cfg.allocation == "cwl":
@@ -311,15 +314,25 @@ def _dense_pass(plan: _Plan, cfg: PruneConfig, inps, calls, lang_idx, calib, pro
                 1.0 - allocation.cross_lingual_correlation(block_in.counts, block_in.sums, block_in.sumsq)
             )
         elif cfg.allocation == "owl":
-            lins = plan.linears[b]
-            wanda_scores = [
-                scores.wanda(lin.weight, scores.wanda_activation(stats[n].sumsq).to(lin.weight.device))
-                for n, lin in lins.items()
-            ]
-            D.append(allocation.outlier_ratio(wanda_scores, cfg.owl_m))
+            D.append(allocation.outlier_ratio(_WandaScores(plan.linears[b], stats), cfg.owl_m))
         if keep_stats:
             kept.append({n: s.to("cpu") for n, s in stats.items()})
     return (torch.tensor(D, dtype=torch.float64) if D else None), kept
+
+
+class _WandaScores(Sequence):
+    """A block's Wanda scores, computed when indexed: outlier_ratio reads them twice (mean, then
+    count), and holding all of them at once would cost a block's size in float32."""
+
+    def __init__(self, linears: dict[str, nn.Linear], stats: dict[str, LanguageStats]) -> None:
+        self.items = [(lin.weight, stats[name].sumsq) for name, lin in linears.items()]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> Tensor:
+        W, sumsq = self.items[i]
+        return scores.wanda(W, scores.wanda_activation(sumsq).to(W.device))
 
 
 def _row_counts(plan: _Plan, cfg: PruneConfig, block_sparsity: list[float]) -> dict[str, int]:

@@ -30,7 +30,7 @@ def test_frames(stats):
     s = stats.linears[1]["mlp.up_proj"]
     expected = scores.variation_rms_cv(scores.language_rms(s.counts, s.sumsq))
     got = v[(v["block"] == 1) & (v["layer"] == "mlp.up_proj")]["V"].to_numpy()
-    assert torch.allclose(torch.from_numpy(got), expected)
+    assert torch.allclose(torch.from_numpy(got.copy()), expected)
     assert (analysis.variation(stats, "anova")["V"] >= 0).all()
     probs = analysis.activation_probability(stats)
     assert probs["p"].between(0, 1).all() and (probs["P"] >= probs["p"]).all()
