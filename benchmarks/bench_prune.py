@@ -108,6 +108,7 @@ def child(spec: dict) -> dict:
         "method": spec["method"],
         "wall_s": [r[0] for r in runs],
         "peak_mib": runs[0][1],
+        "peaks": [r[1] for r in runs],
         "budget_mib": budget * 1.05,
         "achieved": report.achieved_sparsity,
     }
