@@ -23,10 +23,12 @@ from collections.abc import Sequence
 
 import torch
 
+from mwanda.errors import UserError
+
 Tensor = torch.Tensor
 
 
-class AllocationError(ValueError):
+class AllocationError(UserError, ValueError):
     """The allocation cannot be computed as asked; the message names the fix."""
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mwanda.errors import UserError
+
 Tensor = torch.Tensor
 
 # Where the decoder blocks live, tried in order.
@@ -34,10 +36,11 @@ FFN_PAIRS = (
     ("fc2", "fc1"),  # OPT
     ("mlp.dense_4h_to_h", "mlp.dense_h_to_4h"),  # BLOOM, GPT-NeoX, Falcon
     ("mlp.fc2", "mlp.fc1"),  # Phi
+    ("mlp.c_proj", "mlp.c_fc"),  # GPT-2 (Conv1D)
 )
 
 
-class ModelStructureError(ValueError):
+class ModelStructureError(UserError, ValueError):
     """The model does not have the structure the driver needs; the message names the fix."""
 
 
@@ -61,13 +64,30 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     )
 
 
+def _conv1d() -> type:
+    from transformers.pytorch_utils import Conv1D  # GPT-2's linear, weight stored [d_in, d_out]
+
+    return Conv1D
+
+
+def is_prunable(mod: nn.Module) -> bool:
+    """nn.Linear or GPT-2's Conv1D: a dense weight matrix applied to the last input dimension."""
+    return isinstance(mod, (nn.Linear, _conv1d()))
+
+
+def weight_matrix(mod: nn.Module) -> Tensor:
+    """The weight as [d_out, d_in] (a view: pruning it prunes the module), whatever the layout."""
+    w = mod.weight.detach()
+    return w.t() if isinstance(mod, _conv1d()) else w
+
+
 def block_linears(
     block: nn.Module, prefix: str = "", include: Sequence[str] = (), exclude: Sequence[str] = ()
-) -> dict[str, nn.Linear]:
-    """The block's nn.Linear modules by local name, filtered by fnmatch patterns on full names."""
+) -> dict[str, nn.Module]:
+    """The block's prunable linears by local name, filtered by fnmatch patterns on full names."""
     out = {}
     for name, mod in block.named_modules():
-        if not isinstance(mod, nn.Linear):
+        if not is_prunable(mod):
             continue
         full = prefix + name
         if include and not any(fnmatch.fnmatch(full, p) for p in include):
@@ -78,9 +98,16 @@ def block_linears(
     return out
 
 
+def unprunable_weights(block: nn.Module) -> dict[str, torch.Size]:
+    """Weight tensors (>= 2-D) of ``block`` that no prunable linear owns, e.g. the fused 3-D expert
+    tensors of mixture-of-experts models in transformers 5 or a router's weight."""
+    owned = {id(m.weight) for m in block.modules() if is_prunable(m)}
+    return {n: p.shape for n, p in block.named_parameters() if p.ndim >= 2 and id(p) not in owned}
+
+
 def ffn_pair(block: nn.Module) -> tuple[str, str] | None:
     """(down-projection, activity source) local names for this block, or None if not found."""
-    names = {n for n, m in block.named_modules() if isinstance(m, nn.Linear)}
+    names = {n for n, m in block.named_modules() if is_prunable(m)}
     for down, source in FFN_PAIRS:
         if down in names and source in names:
             return down, source

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,12 +17,13 @@ from pathlib import Path
 
 import torch
 
+from mwanda.errors import MwandaWarning, UserError
 from mwanda.io import atomic_write_text
 
 _TAG = re.compile(r"^([a-z]{2,3})(?:[-_][A-Za-z0-9]{2,8})*$")
 
 
-class CalibrationError(ValueError):
+class CalibrationError(UserError, ValueError):
     """Bad calibration input; the message names the fix."""
 
 
@@ -110,6 +112,40 @@ def random_windows(ids: torch.Tensor, count: int, seqlen: int, gen: torch.Genera
     return torch.stack([ids[s : s + seqlen] for s in starts.tolist()])
 
 
+# A language whose text offers fewer distinct windows than the sequences asked of it is an
+# error: its calibration would repeat the same tokens. Windows that overlap (the text is shorter
+# than count x seqlen tokens) still differ, so that only warns, with the numbers.
+def check_windows(lang: str, n_tokens: int, count: int, seqlen: int) -> None:
+    """Fail if ``n_tokens`` of text cannot give ``count`` distinct windows; warn if they overlap."""
+    distinct = n_tokens - seqlen + 1
+    if n_tokens < seqlen or distinct < count:
+        raise CalibrationError(
+            f"language {lang!r} has {n_tokens} tokens of calibration text: {max(distinct, 0)} distinct "
+            f"windows of {seqlen} tokens for {count} sequences; add text for {lang!r}, lower --seqlen "
+            "or --nsamples, or drop the language."
+        )
+    if n_tokens < count * seqlen:
+        warnings.warn(
+            f"language {lang!r}: {count} windows of {seqlen} tokens drawn from {n_tokens} tokens of text "
+            f"overlap (only {n_tokens} distinct tokens); add text for {lang!r} for independent windows.",
+            CalibrationWarning,
+            stacklevel=3,
+        )
+
+
+class CalibrationWarning(MwandaWarning):
+    """Calibration works but sees less distinct text than asked for."""
+
+
+def check_context(seqlen: int, context: int | None) -> None:
+    """A calibration sequence must fit the model's context (positions beyond it are untrained)."""
+    if context is not None and seqlen > context:
+        raise CalibrationError(
+            f"calibration sequences of {seqlen} tokens are longer than the model's context of {context} "
+            f"tokens; use --seqlen {context} or less (or shorter --calib-tokens sequences)."
+        )
+
+
 def build_balanced(
     texts: Mapping[str, str],
     tokenizer,
@@ -132,11 +168,7 @@ def build_balanced(
     rows, langs = [], []
     for lang, text in texts.items():
         ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
-        if ids.numel() < seqlen:
-            raise CalibrationError(
-                f"language {lang!r} has {ids.numel()} tokens of calibration text but seqlen is "
-                f"{seqlen}; add text for {lang!r}, lower --seqlen, or drop the language."
-            )
+        check_windows(lang, ids.numel(), counts[lang], seqlen)
         rows.append(random_windows(ids, counts[lang], seqlen, gen))
         langs += [lang] * counts[lang]
     return CalibrationSet(torch.cat(rows), tuple(langs))
@@ -149,6 +181,8 @@ def read_text_jsonl(path: str | Path) -> dict[str, str]:
         if not isinstance(rec.get("text"), str) or "lang" not in rec:
             raise CalibrationError(f"{path}:{lineno}: expected {{'lang': .., 'text': ..}}.")
         parts.setdefault(check_language_tag(rec["lang"]), []).append(rec["text"])
+    if not parts:
+        raise CalibrationError(f"calibration file {path} holds no records; add {{'lang', 'text'}} lines.")
     return {lang: "\n\n".join(chunks) for lang, chunks in parts.items()}
 
 
@@ -169,6 +203,10 @@ def read_tokens_jsonl(path: str | Path) -> CalibrationSet:
         except CalibrationError as err:
             raise CalibrationError(f"{path}:{lineno}: {err}") from None
         rows.append(ids)
+    if not rows:
+        raise CalibrationError(
+            f"calibration file {path} holds no records; add {{'lang', 'input_ids'}} lines."
+        )
     return CalibrationSet(torch.tensor(rows, dtype=torch.long), tuple(langs))
 
 
@@ -185,8 +223,15 @@ def _jsonl_records(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise CalibrationError(f"calibration file {path} does not exist; check the path.")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise CalibrationError(
+                    f"{path}:{lineno}: not UTF-8 (byte {raw[err.start]:#04x} at column {err.start + 1}); "
+                    "save the file as UTF-8."
+                ) from None
             if not line.strip():
                 continue
             try:

@@ -6,41 +6,48 @@ Every input is checked before the model is loaded, so a typo costs seconds, not 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+import traceback
+import typing
+import warnings
+from dataclasses import fields
 from pathlib import Path
 
-from mwanda.config import ALLOCATIONS, METHODS, STRUCTURES, VARIATIONS, ConfigError, PruneConfig
+from mwanda.config import CalibConfig, ConfigError, PruneConfig
+from mwanda.errors import MwandaWarning, UserError
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")
+# Flags that differ from the field name (``--owl-m`` for ``owl_m`` needs no entry).
+FLAGS = {"owl_lambda": ("--lambda", "--owl-lambda"), "sequential": ("--no-sequential",)}
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """One flag per PruneConfig field, with the field's default, type, choices and help."""
+    hints = typing.get_type_hints(PruneConfig)
+    for f in fields(PruneConfig):
+        flags = FLAGS.get(f.name, (f"--{f.name.replace('_', '-')}",))
+        meta, tp = f.metadata, hints[f.name]
+        kw: dict = {"dest": f.name, "help": meta["help"]}
+        if tp is bool:
+            kw["action"] = "store_false" if f.default else "store_true"
+        elif typing.get_origin(tp) is tuple:
+            kw |= {"nargs": "*", "default": list(f.default)}
+        else:
+            kw |= {"type": tp, "default": f.default, "choices": meta.get("choices")}
+            kw["help"] += " (default: %(default)s)"
+        p.add_argument(*flags, **kw)
 
 
 def _add_prune_args(p: argparse.ArgumentParser) -> None:
-    d = PruneConfig()
-    p.add_argument("--model", required=True, help="local path or Hugging Face Hub id")
-    p.add_argument("--method", choices=METHODS, default=d.method)
-    p.add_argument("--sparsity", type=float, default=d.sparsity, help="fraction of weights pruned, in [0, 1)")
-    p.add_argument("--structure", default=d.structure, help=f"one of {', '.join(STRUCTURES)} (any N:M works)")
-    p.add_argument("--comparison", choices=("row", "layer"), default=d.comparison)
-    p.add_argument("--allocation", choices=ALLOCATIONS, default=d.allocation)
-    p.add_argument("--alpha", type=float, default=d.alpha, help="M-Wanda: weight of cross-lingual variation")
-    p.add_argument("--beta", type=float, default=d.beta, help="M-Wanda: weight of FFN activation probability")
-    p.add_argument("--lambda", dest="owl_lambda", type=float, default=d.owl_lambda, help="OWL/CWL spread")
-    p.add_argument("--owl-m", type=float, default=d.owl_m, help="OWL outlier threshold M")
-    p.add_argument("--variation", choices=VARIATIONS, default=d.variation)
-    p.add_argument("--ria-a", type=float, default=d.ria_a, help="RIA activation exponent")
-    p.add_argument("--language-aware", action="store_true", help="RIA with M-Wanda's activation term")
-    p.add_argument(
-        "--no-sequential", dest="sequential", action="store_false", help="dense statistics for all blocks"
-    )
-    p.add_argument("--include", nargs="*", default=[], help="fnmatch patterns of linear names to prune")
-    p.add_argument("--exclude", nargs="*", default=[], help="fnmatch patterns of linear names to keep")
+    p.add_argument("--model", required=True, help="local directory or Hugging Face Hub id (org/name)")
+    add_config_args(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--calib-tokens", type=Path, help='JSONL: {"lang": .., "input_ids": [..]} per line')
     src.add_argument("--calib-text", type=Path, help='JSONL: {"lang": .., "text": ..} per line')
     p.add_argument("--nsamples", type=int, default=128, help="with --calib-text: sequences in all")
     p.add_argument("--seqlen", type=int, default=256, help="with --calib-text: tokens per sequence")
     p.add_argument("--save-calib", type=Path, help="write the calibration tokens used to this JSONL")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=DTYPES, default="float32")
     p.add_argument("--device", default="auto", help="'cpu', 'cuda' or 'auto' (device_map='auto' on GPUs)")
     p.add_argument(
@@ -51,12 +58,13 @@ def _add_prune_args(p: argparse.ArgumentParser) -> None:
         "larger is faster on CPU but holds batch x seqlen x FFN-width activations",
     )
     p.add_argument("--out", type=Path, required=True, help="directory for the pruned model and report")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if an earlier mwanda run wrote it")
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mwanda", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_prune_args(sub.add_parser("prune", help="prune a model and save it with its report"))
     run = sub.add_parser("run", help="run one experiment config (YAML) into the results store")
@@ -116,66 +124,124 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def config_from_args(args: argparse.Namespace) -> PruneConfig:
-    return PruneConfig(
-        method=args.method,
-        sparsity=args.sparsity,
-        structure=args.structure,
-        comparison=args.comparison,
-        allocation=args.allocation,
-        alpha=args.alpha,
-        beta=args.beta,
-        variation=args.variation,
-        language_aware=args.language_aware,
-        ria_a=args.ria_a,
-        owl_m=args.owl_m,
-        owl_lambda=args.owl_lambda,
-        sequential=args.sequential,
-        include=tuple(args.include),
-        exclude=tuple(args.exclude),
-        seed=args.seed,
-    )
+    return PruneConfig(**{f.name: getattr(args, f.name) for f in fields(PruneConfig)})
+
+
+def _check_inputs(args: argparse.Namespace, cfg: PruneConfig) -> tuple[str | Path, list[Path]]:
+    """Everything about the arguments that needs no model: (model source, input paths)."""
+    from mwanda.models import device_map_for, resolve_model
+    from mwanda.report import OutputError, _overlaps
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size} must be >= 1.")
+    CalibConfig(args.nsamples, args.seqlen, cfg.seed)
+    device_map_for(args.device)
+    source = resolve_model(args.model)
+    calib_file = args.calib_tokens or args.calib_text
+    if calib_file is None and (cfg.method != "magnitude" or cfg.allocation != "uniform"):
+        raise ConfigError(
+            f"--method {cfg.method} needs calibration data: give --calib-tokens or --calib-text."
+        )
+    inputs = [p for p in (source, calib_file) if isinstance(p, Path)]
+    if args.save_calib is not None:
+        save = args.save_calib.expanduser().resolve()
+        for other in [*inputs, args.out]:
+            if _overlaps(save, Path(other).expanduser().resolve()):
+                raise OutputError(f"--save-calib {args.save_calib} overlaps {other}; choose another file.")
+        if save.is_dir():
+            raise OutputError(f"--save-calib {args.save_calib} is a directory; give a file path (.jsonl).")
+    return source, inputs
+
+
+def _read_calibration(args: argparse.Namespace, context: int | None):
+    """(pre-tokenized set or None, texts or None), checked against the model's context."""
+    from mwanda import calibration
+
+    if args.calib_tokens:
+        tokens = calibration.read_tokens_jsonl(args.calib_tokens)
+        calibration.check_context(tokens.seqlen, context)
+        return tokens, None
+    if args.calib_text:
+        texts = calibration.read_text_jsonl(args.calib_text)
+        calibration.split_evenly(args.nsamples, list(texts))
+        calibration.check_context(args.seqlen, context)
+        return None, texts
+    return None, None
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from mwanda import calibration
-    from mwanda.models import check_vocab, load_model
+    from mwanda.models import check_vocab, context_length, load_model
     from mwanda.prune import prune_model
-    from mwanda.report import check_output_dir, save_pruned
+    from mwanda.report import OutputSlot, save_pruned
 
     cfg = config_from_args(args)
-    check_output_dir(args.out, args.overwrite)
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size {args.batch_size} must be >= 1.")
-    calib, texts = None, None
-    if args.calib_tokens:
-        calib = calibration.read_tokens_jsonl(args.calib_tokens)
-    elif args.calib_text:
-        texts = calibration.read_text_jsonl(args.calib_text)
-        calibration.split_evenly(args.nsamples, list(texts))  # fail on too few samples now
-    elif cfg.method != "magnitude" or cfg.allocation != "uniform":
-        raise ConfigError(
-            f"--method {cfg.method} needs calibration data: give --calib-tokens or --calib-text."
-        )
-    model, tokenizer = load_model(args.model, dtype=args.dtype, device=args.device)
-    if texts is not None:
-        calib = calibration.build_balanced(texts, tokenizer, args.nsamples, args.seqlen, args.seed)
-    if calib is not None:
-        check_vocab(calib.input_ids, model)
-        if args.save_calib:
-            calibration.write_tokens_jsonl(calib, args.save_calib)
-    report = prune_model(model, calib, cfg, batch_size=args.batch_size, progress=args.progress)
-    out = save_pruned(model, tokenizer, report, args.out, overwrite=args.overwrite)
+    source, inputs = _check_inputs(args, cfg)
+    if not args.progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # save_pretrained's shard bar
+    with OutputSlot(args.out, args.overwrite, inputs) as slot:
+        calib, texts = _read_calibration(args, context_length(source))  # before the model loads
+        model, tokenizer = load_model(source, dtype=args.dtype, device=args.device)
+        if texts is not None:
+            if tokenizer is None:
+                raise ConfigError(
+                    f"{source} has no tokenizer; save one with the model or use --calib-tokens."
+                )
+            calib = calibration.build_balanced(texts, tokenizer, args.nsamples, args.seqlen, cfg.seed)
+        if calib is not None:
+            check_vocab(calib.input_ids, model)
+            if args.save_calib:
+                calibration.write_tokens_jsonl(calib, args.save_calib)
+        report = prune_model(model, calib, cfg, batch_size=args.batch_size, progress=args.progress)
+        out = save_pruned(model, tokenizer, report, args.out, overwrite=args.overwrite, slot=slot)
     print(report.summary())
     print(f"pruned model and report: {out / 'pruning_report.json'}")
     return 0
 
 
+def describe_os_error(err: OSError) -> str:
+    """One line for a file-system failure: what, where, the fix."""
+    where = f" {err.filename}" if err.filename else ""
+    fixes = {
+        errno.ENOSPC: "free disk space or choose another location",
+        errno.EROFS: "the file system is read-only: choose a writable location",
+        errno.EACCES: "check the permissions or choose another location",
+        errno.EPERM: "check the permissions or choose another location",
+        errno.ENOENT: "check the path",
+        errno.EISDIR: "give a file, not a directory",
+        errno.ENOTDIR: "a part of the path is a file, not a directory",
+    }
+    fix = fixes.get(err.errno, "check the path and the disk")
+    return f"{err.strerror or err}:{where}; {fix}."
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The error boundary: a mistake a user can fix prints one line and exits with 2; a bug keeps
+    its traceback (``--debug`` shows the traceback for anything)."""
     args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        return _dispatch(args)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """mwanda's own warnings as one line each; library warnings as Python prints them."""
+    if issubclass(category, MwandaWarning):
+        print(f"mwanda: warning: {message}", file=file or sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         return {"prune": cmd_prune, "run": cmd_run, "sweep": cmd_sweep}[args.command](args)
-    except (ValueError, KeyError, FileExistsError, FileNotFoundError, PermissionError, RuntimeError) as err:
-        print(f"mwanda: error: {err}", file=sys.stderr)
+    except (UserError, OSError) as err:
+        if args.debug:
+            traceback.print_exc()
+        text = describe_os_error(err) if isinstance(err, OSError) else str(err)
+        print(f"mwanda: error: {text}", file=sys.stderr)
         return 2
 
 

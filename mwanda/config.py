@@ -8,7 +8,11 @@ model they are a starting point, not a tuned value.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import Field, asdict, dataclass, field, fields
+
+from mwanda.errors import UserError
 
 METHODS = ("magnitude", "wanda", "ria", "mwanda")
 STRUCTURES = ("unstructured", "2:4", "4:8")
@@ -17,34 +21,61 @@ ALLOCATIONS = ("uniform", "owl", "cwl")
 VARIATIONS = ("rms_cv", "anova")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is invalid; the message names the fix."""
+
+
+def param(default, help: str, *, low=None, high=None, open_low=False, open_high=False, choices=None):
+    """A PruneConfig field with its one declaration: default, help (CLI and docs), and the range
+    or choices ``validate`` enforces. ``low``/``high`` are inclusive unless ``open_*``."""
+    meta = dict(help=help, low=low, high=high, open_low=open_low, open_high=open_high, choices=choices)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class PruneConfig:
-    """What to prune and how. Field names follow the Wanda / OWL / RIA papers and their CLIs."""
+    """What to prune and how. Field names follow the Wanda / OWL / RIA papers and their CLIs.
 
-    method: str = "wanda"  # the paper's baseline; "mwanda" adds language-aware statistics
-    sparsity: float = 0.5  # 50% unstructured is the paper's headline setting
-    structure: str = "unstructured"  # or "2:4" / "4:8" (N:M, hardware-friendly)
-    comparison: str = "row"  # Wanda compares scores within each output row (its best variant)
-    allocation: str = "uniform"  # "owl" or "cwl" give each block its own sparsity
+    Every field is declared once, here: the CLI (``mwanda prune``) and the experiment config
+    (``ExperimentConfig``) take their flags, defaults, help and checks from these declarations.
+    """
+
+    # the paper's baseline; "mwanda" adds language-aware statistics
+    method: str = param("wanda", "pruning score", choices=METHODS)
+    # 50% unstructured is the paper's headline setting
+    sparsity: float = param(0.5, "fraction of weights pruned", low=0.0, high=1.0, open_high=True)
+    # or "2:4" / "4:8" (N:M, hardware-friendly); any N:M works
+    structure: str = param("unstructured", f"'unstructured' or N:M, e.g. {', '.join(STRUCTURES[1:])}")
+    # Wanda compares scores within each output row (its best variant)
+    comparison: str = param("row", "compare scores within output rows or layers", choices=COMPARISONS)
+    # "owl" or "cwl" give each block its own sparsity
+    allocation: str = param("uniform", "layerwise sparsity allocation", choices=ALLOCATIONS)
     # M-Wanda weights, chosen by notebooks/05_ablations on the embedded dev split (60%): the
     # lowest mean increase of bits per byte over the grid alpha, beta in {0, 0.5, 1, 2}.
-    alpha: float = 2.0  # weight of cross-lingual variation V_j (helped: 4.12% -> 3.76% at beta=0)
-    beta: float = 0.0  # weight of FFN activation probability P_j (did not help on the tiny model)
-    variation: str = "rms_cv"  # V_j definition: "rms_cv" (cheap, scale-free) or "anova"
-    language_aware: bool = False  # with method="ria": use M-Wanda's activation term
-    ria_a: float = 0.5  # RIA's activation exponent; 0.5 is RIA's paper default
-    owl_m: float = 5.0  # OWL's outlier threshold M (OWL paper default)
-    owl_lambda: float = 0.08  # max deviation of block sparsity from the mean (OWL default)
-    sequential: bool = True  # prune block b on inputs from already-pruned blocks < b (as Wanda)
-    include: tuple[str, ...] = ()  # fnmatch patterns of linear names to prune (empty: all)
-    exclude: tuple[str, ...] = ()  # fnmatch patterns of linear names to keep dense
-    seed: int = 0  # recorded for provenance; calibration sampling uses it
+    # alpha helped (4.12% -> 3.76% at beta=0); beta did not help on the tiny model.
+    alpha: float = param(2.0, "M-Wanda: weight of cross-lingual variation V_j", low=0.0)
+    beta: float = param(0.0, "M-Wanda: weight of FFN activation probability P_j", low=0.0)
+    # V_j definition: "rms_cv" (cheap, scale-free) or "anova"
+    variation: str = param("rms_cv", "M-Wanda: definition of V_j", choices=VARIATIONS)
+    # with method="ria": use M-Wanda's activation term
+    language_aware: bool = param(False, "RIA with M-Wanda's activation term")
+    # RIA's paper default
+    ria_a: float = param(0.5, "RIA activation exponent a", low=0.0)
+    # OWL paper default; M = 0 would count every weight as an outlier
+    owl_m: float = param(5.0, "OWL outlier threshold M (x mean score)", low=0.0, open_low=True)
+    # OWL default; block sparsities span 2 x lambda, so lambda < 0.5 or they cannot fit in [0, 1)
+    owl_lambda: float = param(0.08, "OWL/CWL spread lambda", low=0.0, high=0.5, open_high=True)
+    # prune block b on inputs from already-pruned blocks < b (as Wanda)
+    sequential: bool = param(True, "statistics from the already-pruned blocks' outputs")
+    include: tuple[str, ...] = param((), "fnmatch patterns of linear names to prune (empty: all)")
+    exclude: tuple[str, ...] = param((), "fnmatch patterns of linear names to keep dense")
+    # recorded for provenance; calibration sampling uses it
+    seed: int = param(0, "random seed of calibration sampling", low=0)
 
     def __post_init__(self) -> None:
+        for name in ("include", "exclude"):  # lists from YAML or JSON are fine too
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         validate(self)
 
     @property
@@ -59,14 +90,63 @@ class PruneConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
+def _type_name(tp) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in args) + " or null"
+    if typing.get_origin(tp) is tuple:
+        return f"a list of {_type_name(args[0]).removeprefix('a ').removeprefix('an ')}s"
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _is_type(value: object, tp) -> bool:
+    """``value`` has type ``tp`` (int, float, str, bool, X | None, tuple[X, ...]); bools are not
+    numbers here, so ``nsamples: true`` in YAML is caught, and ints count as floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_type(value, a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_is_type(v, typing.get_args(tp)[0]) for v in value)
+    if tp is type(None):
+        return value is None
+    if tp in (int, float) and isinstance(value, bool):
+        return False
+    if tp is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, tp)
+
+
+def check_types(obj: object) -> None:
+    """Every field of dataclass ``obj`` has its annotated type (YAML gives strings for typos)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if not _is_type(value, hints[f.name]):
+            raise ConfigError(f"{f.name}={value!r} must be {_type_name(hints[f.name])}.")
+
+
+def check_range(f: Field, value: object) -> None:
+    """``value`` is finite and inside ``f``'s declared range or choices (see ``param``)."""
+    meta = f.metadata
+    if meta.get("choices") is not None:
+        _check_choice(f.name, value, meta["choices"])
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return
+    low, high = meta.get("low"), meta.get("high")
+    if low is None and high is None:
+        return
+    too_low = low is not None and (value <= low if meta["open_low"] else value < low)
+    too_high = high is not None and (value >= high if meta["open_high"] else value > high)
+    if not math.isfinite(value) or too_low or too_high:
+        lo = "" if low is None else f"{low:g} {'<' if meta['open_low'] else '<='} "
+        hi = "" if high is None else f" {'<' if meta['open_high'] else '<='} {high:g}"
+        raise ConfigError(f"{f.name}={value!r} must be a finite number with {lo}{f.name}{hi}.")
+
+
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not supported; choose one of {', '.join(choices)}.")
-
-
-def _check_nonneg(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
-        raise ConfigError(f"{name}={value!r} must be a non-negative number.")
 
 
 def _parse_nm(structure: str) -> tuple[int, int]:
@@ -81,15 +161,16 @@ def _parse_nm(structure: str) -> tuple[int, int]:
 
 def validate(cfg: PruneConfig) -> None:
     """Raise ConfigError with a fix for any invalid field; called on construction."""
-    _check_choice("method", cfg.method, METHODS)
-    _check_choice("comparison", cfg.comparison, COMPARISONS)
-    _check_choice("allocation", cfg.allocation, ALLOCATIONS)
-    _check_choice("variation", cfg.variation, VARIATIONS)
+    check_types(cfg)
+    for f in fields(cfg):
+        check_range(f, getattr(cfg, f.name))
     s = cfg.sparsity
-    if not isinstance(s, (int, float)) or math.isnan(s) or not 0.0 <= s < 1.0:
-        raise ConfigError(f"sparsity={s!r} must be in [0, 1), e.g. --sparsity 0.5.")
-    for name in ("alpha", "beta", "ria_a", "owl_m", "owl_lambda"):
-        _check_nonneg(name, getattr(cfg, name))
+    if cfg.allocation != "uniform" and not (s - 2 * cfg.owl_lambda >= 0 and s + 2 * cfg.owl_lambda < 1):
+        raise ConfigError(
+            f"allocation={cfg.allocation!r} gives block sparsities in sparsity +- 2 x lambda, which "
+            f"for sparsity={s:g} and lambda={cfg.owl_lambda:g} can leave [0, 1); "
+            f"set --lambda below {min(s, 1 - s) / 2:g}."
+        )
     if cfg.structure != "unstructured":
         n, m = _parse_nm(cfg.structure)
         if abs(s - n / m) > 1e-9:

@@ -5,6 +5,8 @@ calibration languages and size, seed and evaluation suite. Its record lives unde
 at a key hashed from the normalized config plus ``SCORING_VERSION``; running the same config
 again reuses the record (``force=True`` recomputes). Records are written atomically, so a crash
 never loses or corrupts earlier ones, and writers of different configs never touch the same file.
+Every reader goes through ``read_record``, which checks a record's schema: a damaged file (a copy
+cut short, a hand edit) is recomputed by ``run``, pending for a sweep and skipped by ``results``.
 
     from mwanda import experiments
     rec = experiments.run(experiments.make_config("embedded", method="mwanda", sparsity=0.5))
@@ -15,12 +17,16 @@ notebook that runs a grid loads and tokenizes them once.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
 import json
 import os
 import time
+import typing
+import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -28,8 +34,10 @@ import yaml
 
 from mwanda import data
 from mwanda.calibration import CalibrationSet, build_balanced
-from mwanda.config import ConfigError, PruneConfig
+from mwanda.config import ConfigError, PruneConfig, check_types
+from mwanda.errors import MwandaWarning, UserError
 from mwanda.io import atomic_write_text
+from mwanda.models import ModelLoadError, resolve_model
 
 REPO_ROOT = data.REPO_ROOT
 RESULTS_DIR = REPO_ROOT / "results"
@@ -52,24 +60,25 @@ class ExperimentConfig:
     eval_dataset: str | None = None  # hub corpus: evaluation dataset id (FLORES-200)
     dtype: str = "float32"
     device: str = "cpu"
-    method: str = "wanda"  # or "dense": no pruning, the baseline every method is compared with
-    sparsity: float = 0.5
-    structure: str = "unstructured"
-    comparison: str = "row"
-    allocation: str = "uniform"
+    # Pruning defaults are PruneConfig's, declared once there (changing one changes record keys).
+    method: str = PruneConfig.method  # or "dense": no pruning, the baseline every method is compared with
+    sparsity: float = PruneConfig.sparsity
+    structure: str = PruneConfig.structure
+    comparison: str = PruneConfig.comparison
+    allocation: str = PruneConfig.allocation
     alpha: float = PruneConfig.alpha
     beta: float = PruneConfig.beta
-    variation: str = "rms_cv"
-    language_aware: bool = False
-    ria_a: float = 0.5
-    owl_m: float = 5.0
-    owl_lambda: float = 0.08
-    sequential: bool = True
+    variation: str = PruneConfig.variation
+    language_aware: bool = PruneConfig.language_aware
+    ria_a: float = PruneConfig.ria_a
+    owl_m: float = PruneConfig.owl_m
+    owl_lambda: float = PruneConfig.owl_lambda
+    sequential: bool = PruneConfig.sequential
     calib_langs: tuple[str, ...] = ()
     eval_langs: tuple[str, ...] = ()
     nsamples: int = 128
     seqlen: int = 256
-    seed: int = 0
+    seed: int = PruneConfig.seed
     eval_split: str = "test"
     eval_max_chars: int | None = 5000
     eval_window: int | None = None  # perplexity window; None: the model's context, at most 2048
@@ -109,21 +118,36 @@ class ExperimentConfig:
         return replace(self, method="dense")
 
 
-@functools.lru_cache(maxsize=16)
+# ExperimentConfig fields that hold a tuple: YAML and JSON give lists, the frozen config keeps tuples.
+TUPLE_FIELDS = tuple(
+    name for name, tp in typing.get_type_hints(ExperimentConfig).items() if typing.get_origin(tp) is tuple
+)
+
+
 def model_fingerprint(model: str) -> str | None:
     """SHA-256 over a local model directory's config and weight files (None for a Hub id, whose
-    name stands for itself). Cached per process: hashing 16 MB takes milliseconds, 16 GB a minute."""
-    path = REPO_ROOT / model
-    if not path.is_dir():
+    name stands for itself). The directory is the one ``resolve_model`` gives the loader, so the
+    hash covers the weights evaluated whatever the working directory; a missing local path raises
+    ModelLoadError rather than falling back to the Hub."""
+    source = resolve_model(model)
+    if not isinstance(source, Path):
         return None
+    files = [source / "config.json", *sorted(source.glob("*.safetensors")), *sorted(source.glob("*.bin"))]
+    files = [f for f in files if f.exists()]
+    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _files_sha256(tuple(files), stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _files_sha256(files: tuple[Path, ...], stamp: tuple) -> str:
+    """Cached per process on the files' sizes and times (``stamp``): hashing 16 MB takes
+    milliseconds, 16 GB a minute, and new weights saved at the same path are hashed again."""
     h = hashlib.sha256()
-    files = [path / "config.json", *sorted(path.glob("*.safetensors")), *sorted(path.glob("*.bin"))]
     for f in files:
-        if f.exists():
-            h.update(f.name.encode())
-            with f.open("rb") as fh:
-                for chunk in iter(lambda fh=fh: fh.read(1 << 24), b""):
-                    h.update(chunk)
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda fh=fh: fh.read(1 << 24), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 
@@ -134,7 +158,7 @@ def profiles() -> dict[str, dict]:
 def make_config(profile: str = "embedded", **overrides) -> ExperimentConfig:
     """A profile's settings with ``overrides``; unknown keys and values fail here, with the fix."""
     table = profiles()
-    if profile not in table:
+    if not isinstance(profile, str) or profile not in table:
         raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(table)}.")
     valid = {f.name for f in fields(ExperimentConfig)}
     unknown = sorted(set(overrides) - valid)
@@ -143,33 +167,75 @@ def make_config(profile: str = "embedded", **overrides) -> ExperimentConfig:
     values = {**table[profile], **overrides, "profile": profile}
     if values.get("calib_langs") in ("calib", "heldout"):
         values["calib_langs"] = data.languages(values["calib_langs"])
-    for k in ("calib_langs", "eval_langs", "tasks"):
-        if isinstance(values.get(k), str):
-            values[k] = [values[k]]
-        values[k] = tuple(values.get(k) or ())
+    for k in TUPLE_FIELDS:
+        values[k] = _as_tuple(values.get(k))
     cfg = ExperimentConfig(**values)
     validate(cfg)
     return cfg
 
 
+def _as_tuple(value: object) -> object:
+    """A list (YAML, JSON) or one string as a tuple, nothing as (); any other value is left for
+    ``check_types`` to report with the key's type, rather than split or failing here."""
+    if value is None or value == []:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value) if isinstance(value, list) else value
+
+
 def load_config(path: str | Path) -> ExperimentConfig:
     """A YAML config file: ``profile:`` plus any ExperimentConfig keys."""
     raw = _read_yaml(path)
-    return make_config(raw.pop("profile", "embedded"), **raw)
+    with naming_file(path):
+        return make_config(raw.pop("profile", "embedded"), **raw)
+
+
+@contextlib.contextmanager
+def naming_file(path: str | Path) -> Iterator[None]:
+    """Prefix config and model errors raised inside with ``path``: the file the user must fix."""
+    try:
+        yield
+    except (ConfigError, ModelLoadError) as err:
+        raise type(err)(f"{path}: {err}") from None
 
 
 def _read_yaml(path: str | Path) -> dict:
+    """The mapping in YAML file ``path``; syntax errors name the file, line and column."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; check the path.")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(
+            f"{_yaml_where(path, err)}: invalid YAML ({_yaml_problem(err)}); fix it there."
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text; save it as UTF-8.") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must be a YAML mapping of config keys to values.")
+    bad = [k for k in raw if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"{path}: key(s) {bad} are not names; keys are config field names.")
     return raw
 
 
+def _yaml_where(path: Path, err: yaml.YAMLError) -> str:
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    return f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    parts = [getattr(err, "context", None), getattr(err, "problem", None)]
+    return ": ".join(p for p in parts if p) or str(err).splitlines()[0]
+
+
 def validate(cfg: ExperimentConfig) -> None:
-    """Every check that needs no model: methods, languages, splits, tasks, sizes."""
+    """Every check that needs no model weights: types first (YAML gives strings for typos, and
+    comparing one with a number would be a TypeError), then methods, languages, splits, tasks,
+    sizes, and that a local model directory exists."""
+    check_types(cfg)
     if cfg.method not in METHODS:
         raise ConfigError(f"method={cfg.method!r} is not supported; choose one of {', '.join(METHODS)}.")
     cfg.prune_config()  # PruneConfig validates sparsity, structure, hyperparameters
@@ -198,6 +264,7 @@ def validate(cfg: ExperimentConfig) -> None:
         from mwanda import tasks as task_mod
 
         task_mod.check_tasks(task_list(cfg))
+    resolve_model(cfg.model)  # a missing local directory fails now, never as a Hub lookup later
 
 
 def task_list(cfg: ExperimentConfig) -> list[str]:
@@ -234,14 +301,119 @@ def record_path(cfg: ExperimentConfig, results_dir: str | Path = RESULTS_DIR) ->
     return Path(results_dir) / f"{cfg.key()}.json"
 
 
+class RecordError(UserError, ValueError):
+    """A record file is damaged or is not a record; the message names the file and the fix."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        super().__init__(str(path), problem)  # args rebuild it when pickled (submitit jobs)
+        self.path, self.problem = Path(path), problem
+
+    def __str__(self) -> str:
+        return f"record {self.path} is damaged ({self.problem}); delete it or run its config again."
+
+
+class RecordWarning(MwandaWarning):
+    """A damaged record was skipped (results), counted as pending (sweep) or recomputed (run)."""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# The keys of a record and what each holds: (check, what the check wants).
+RECORD_SCHEMA = {
+    "key": (lambda v: isinstance(v, str), "a string"),
+    "version": (lambda v: isinstance(v, str), "a string"),
+    "config": (lambda v: isinstance(v, dict) and isinstance(v.get("method"), str), "an object with a method"),
+    "metrics": (lambda v: isinstance(v, list), "a list"),
+    "pruning": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+    "provenance": (lambda v: isinstance(v, dict), "an object"),
+    "seconds": (_is_number, "a number"),
+}
+METRIC_SCHEMA = {
+    "language": (lambda v: isinstance(v, str), "a string"),
+    "metric": (lambda v: isinstance(v, str), "a string"),
+    "value": (_is_number, "a number"),
+}
+
+
+def read_record(path: str | Path, on_damage: str | None = None) -> dict | None:
+    """The record stored at ``path``, or None if there is none. A damaged file raises
+    RecordError, or, given ``on_damage`` (what the caller does instead), warns once with a
+    RecordWarning naming the file and returns None: so no reader trusts or crashes on half a
+    record, and the one bad file does not stop a sweep or a notebook."""
+    path = Path(path)
+    try:
+        rec = _parse_record(path)
+    except RecordError as err:
+        if on_damage is None:
+            raise
+        warnings.warn(f"record {path} is damaged ({err.problem}); {on_damage}.", RecordWarning, stacklevel=3)
+        return None
+    return rec
+
+
+def _parse_record(path: Path) -> dict | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise RecordError(path, f"cannot be read: {err.__class__.__name__}") from None
+    try:
+        rec = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RecordError(path, f"invalid JSON: {err}") from None
+    problem = record_problem(rec, path.stem)
+    if problem:
+        raise RecordError(path, problem)
+    return rec
+
+
+def record_problem(rec: object, key: str) -> str | None:
+    """What makes ``rec`` not a valid record stored under ``key`` (the file stem), or None."""
+    if not isinstance(rec, dict):
+        return f"it holds {_short(rec)}, not a JSON object"
+    missing = [k for k in RECORD_SCHEMA if k not in rec]
+    if missing:
+        return f"missing key(s) {missing}"
+    problem = _schema_problem(rec, RECORD_SCHEMA, "")
+    if problem:
+        return problem
+    if rec["key"] != key:
+        return f"its key {rec['key']!r} is not its file name {key}"
+    for i, row in enumerate(rec["metrics"]):
+        if not isinstance(row, dict):
+            return f"metrics[{i}] is {_short(row)}, not an object"
+        problem = _schema_problem(row, METRIC_SCHEMA, f"metrics[{i}].")
+        if problem:
+            return problem
+    return None
+
+
+def _schema_problem(obj: dict, schema: dict, prefix: str) -> str | None:
+    for k, (ok, want) in schema.items():
+        if k not in obj:
+            return f"{prefix}{k} is missing"
+        if not ok(obj[k]):
+            return f"{prefix}{k} is {_short(obj[k])}, not {want}"
+    return None
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def run(
     cfg: ExperimentConfig, force: bool = False, results_dir: str | Path = RESULTS_DIR, progress: bool = True
 ) -> dict:
     """Compute (or reuse) the record of ``cfg`` and return it."""
     validate(cfg)
     path = record_path(cfg, check_results_dir(results_dir))
-    if path.exists() and not force:
-        return json.loads(path.read_text(encoding="utf-8"))
+    cached = None if force else read_record(path, on_damage="recomputing it")
+    if cached is not None:
+        return cached
     start = time.perf_counter()
     _eval_texts(cfg, cfg.eval_split)  # a missing dataset fails here, before the model is loaded
     model, tokenizer = _dense_model(cfg.model, cfg.dtype, cfg.device)
@@ -337,17 +509,22 @@ def calibration_set(cfg: ExperimentConfig) -> CalibrationSet:
     return _calibration(cfg)
 
 
-@functools.lru_cache(maxsize=2)
 def _dense_model(name: str, dtype: str, device: str):
+    """Resolved like ``model_fingerprint``, and cached on the resolved directory: the weights
+    loaded are the ones hashed into the key, even after the working directory changes."""
+    return _load_dense(resolve_model(name), dtype, device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_dense(source: Path | str, dtype: str, device: str):
     from mwanda.models import load_model
 
-    path = REPO_ROOT / name
-    return load_model(str(path) if path.exists() else name, dtype=dtype, device=device)
+    return load_model(source, dtype=dtype, device=device)
 
 
 def _calibration(cfg: ExperimentConfig) -> CalibrationSet:
     return _calibration_cached(
-        cfg.model,
+        resolve_model(cfg.model),
         cfg.dtype,
         cfg.device,
         cfg.corpus,

@@ -15,8 +15,10 @@ import ctypes
 import ctypes.util
 import functools
 import hashlib
+import math
 import resource
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -33,13 +35,27 @@ from mwanda.blocks import (
     ffn_pair,
     find_blocks,
     run_block,
+    unprunable_weights,
+    weight_matrix,
 )
 from mwanda.calibration import CalibrationSet
 from mwanda.config import PruneConfig
+from mwanda.errors import MwandaWarning
 from mwanda.report import PruningReport, environment_info
-from mwanda.stats import BlockStatsCollector, LanguageStats
+from mwanda.stats import BlockStatsCollector, LanguageStats, StatsError
 
 Tensor = torch.Tensor
+
+
+# Blocks whose weight matrices mwanda cannot prune (fused expert tensors, say) are refused
+# when those hold more than this share of the block's weights; a smaller share is reported.
+MAX_UNPRUNABLE_SHARE = 0.10
+# A run that prunes less than this share of the blocks' weights (e.g. through --exclude) warns.
+MIN_PRUNED_SHARE = 0.90
+
+
+class CoverageWarning(MwandaWarning):
+    """Part of the model's weights stays dense (excluded or unprunable layers)."""
 
 
 @dataclass
@@ -48,25 +64,90 @@ class _Plan:
 
     path: str
     blocks: nn.ModuleList
-    linears: list[dict[str, nn.Linear]]
+    linears: list[dict[str, nn.Module]]
     ffn: list[tuple[str, str] | None]
     params: list[int] = field(init=False)
+    coverage: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.params = [sum(lin.weight.numel() for lin in lins.values()) for lins in self.linears]
 
 
 def make_plan(model: nn.Module, cfg: PruneConfig) -> _Plan:
-    """Find blocks and their prunable linears; fail before any compute if there are none."""
+    """Find blocks and their prunable linears; fail before any compute on what cannot work."""
     path, blocks = find_blocks(model)
     linears = [block_linears(blk, f"{path}.{i}.", cfg.include, cfg.exclude) for i, blk in enumerate(blocks)]
     if not any(linears):
         raise ModelStructureError(
-            f"no nn.Linear inside {path}.* matches include={list(cfg.include)} "
+            f"no prunable linear (nn.Linear, Conv1D) inside {path}.* matches include={list(cfg.include)} "
             f"exclude={list(cfg.exclude)}; loosen the patterns."
         )
-    ffn = [ffn_pair(blk) for blk in blocks]
-    return _Plan(path, blocks, linears, ffn)
+    check_finite(model)
+    plan = _Plan(path, blocks, linears, [ffn_pair(blk) for blk in blocks])
+    plan.coverage = _coverage(plan)
+    for b, lins in enumerate(linears):
+        for name, lin in lins.items():
+            _check_layer(f"{path}.{b}.{name}", weight_matrix(lin), cfg)
+    return plan
+
+
+def _coverage(plan: _Plan) -> dict:
+    """Share of the blocks' weight matrices that will be pruned; refuses unprunable majorities."""
+    total = sum(p.numel() for blk in plan.blocks for p in blk.parameters() if p.ndim >= 2)
+    foreign = {
+        f"{plan.path}.{b}.{n}": list(shape)
+        for b, blk in enumerate(plan.blocks)
+        for n, shape in unprunable_weights(blk).items()
+    }
+    foreign_params = sum(math.prod(shape) for shape in foreign.values())
+    if total and foreign_params / total > MAX_UNPRUNABLE_SHARE:
+        names = ", ".join(f"{n} {shape}" for n, shape in list(foreign.items())[:4])
+        raise ModelStructureError(
+            f"{foreign_params / total:.0%} of the blocks' weights are in tensors mwanda cannot prune "
+            f"({names}{', ...' if len(foreign) > 4 else ''}): it prunes nn.Linear and Conv1D layers only. "
+            "Mixture-of-experts models whose experts are fused 3-D tensors are not supported yet; use a "
+            "dense model."
+        )
+    fraction = sum(plan.params) / total if total else 0.0
+    return {
+        "block_weights": total,
+        "pruned_layer_weights": sum(plan.params),
+        "fraction": fraction,
+        "unprunable": foreign,
+    }
+
+
+def _check_layer(name: str, W: Tensor, cfg: PruneConfig) -> None:
+    """A layer fits the N:M structure (checked before any compute)."""
+    if cfg.nm is not None and W.shape[1] % cfg.nm[1]:
+        raise ModelStructureError(
+            f"{name} has {W.shape[1]} inputs, not a multiple of {cfg.nm[1]}, so {cfg.structure} groups "
+            f"do not fit; keep it dense with --exclude '{name}' or prune unstructured."
+        )
+
+
+def check_finite(model: nn.Module) -> None:
+    """Every parameter is finite: a NaN weight would make scores, masks and outputs meaningless.
+    A float64 sum per tensor needs no temporary of the tensor's size."""
+    for name, p in model.named_parameters():
+        if p.device.type != "meta" and p.numel() and not torch.isfinite(p.detach().sum(dtype=torch.float64)):
+            raise ModelStructureError(
+                f"parameter {name} holds NaN or Inf values: the model is damaged; reload or re-download it."
+            )
+
+
+def coverage_warnings(coverage: dict) -> list[str]:
+    """Loud lines for a run that leaves much of the model's weights unpruned."""
+    out = []
+    if coverage["fraction"] < MIN_PRUNED_SHARE:
+        out.append(
+            f"only {coverage['fraction']:.1%} of the blocks' weights are in pruned layers "
+            f"({coverage['pruned_layer_weights']:,} of {coverage['block_weights']:,}); the model's overall "
+            "sparsity is far below the target."
+        )
+    if coverage["unprunable"]:
+        out.append(f"weights mwanda cannot prune stay dense: {', '.join(coverage['unprunable'])}.")
+    return out
 
 
 def needs_activity(cfg: PruneConfig) -> bool:
@@ -103,7 +184,7 @@ def layer_score(W: Tensor, st: LanguageStats | None, cfg: PruneConfig, is_ffn_do
 
 def collect_block_stats(
     block: nn.Module,
-    plan_linears: dict[str, nn.Linear],
+    plan_linears: dict[str, nn.Module],
     ffn: tuple[str, str] | None,
     inps: Tensor,
     calls: list,
@@ -226,10 +307,16 @@ def prune_model(
             release_memory()  # the statistics pass's activations are gone: hand their pages back
             for name, lin in lins.items():
                 is_down = plan.ffn[b] is not None and plan.ffn[b][0] == name
-                score = layer_score(lin.weight, stats.get(name), cfg, is_down)
+                W = weight_matrix(lin)
+                score = layer_score(W, stats.get(name), cfg, is_down)
+                if not torch.isfinite(score.sum(dtype=torch.float64)):  # no [d_out, d_in] temporary
+                    raise StatsError(
+                        f"the scores of {prefix + name} are NaN or Inf (method={cfg.method}); check its "
+                        "weights and calibration data, or lower alpha/beta/ria_a."
+                    )
                 k = per_row.get(prefix + name)
                 mask = scores.prune_mask(score, block_sparsity[b], cfg.structure, cfg.comparison, k)
-                lin.weight.data.masked_fill_(mask, 0)
+                W.masked_fill_(mask, 0)
                 hasher.update(prefix + name, mask)
                 layer_rows.append(_layer_row(prefix + name, b, mask, block_sparsity[b]))
             if outs is not None:
@@ -238,6 +325,8 @@ def prune_model(
             release_memory()
         timings["prune_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t_start
+    for line in coverage_warnings(plan.coverage):
+        warnings.warn(line, CoverageWarning, stacklevel=2)
     return PruningReport.build(
         cfg=cfg,
         calib=calib,
@@ -249,6 +338,8 @@ def prune_model(
         timings=timings,
         peak_memory=peak_memory(),
         environment=environment_info(),
+        coverage=plan.coverage,
+        warnings=coverage_warnings(plan.coverage),
     )
 
 
@@ -324,8 +415,8 @@ class _WandaScores(Sequence):
     """A block's Wanda scores, computed when indexed: outlier_ratio reads them twice (mean, then
     count), and holding all of them at once would cost a block's size in float32."""
 
-    def __init__(self, linears: dict[str, nn.Linear], stats: dict[str, LanguageStats]) -> None:
-        self.items = [(lin.weight, stats[name].sumsq) for name, lin in linears.items()]
+    def __init__(self, linears: dict[str, nn.Module], stats: dict[str, LanguageStats]) -> None:
+        self.items = [(weight_matrix(lin), stats[name].sumsq) for name, lin in linears.items()]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -343,7 +434,7 @@ def _row_counts(plan: _Plan, cfg: PruneConfig, block_sparsity: list[float]) -> d
     for b, lins in enumerate(plan.linears):
         for name, lin in lins.items():
             names.append(f"{plan.path}.{b}.{name}")
-            shapes.append(tuple(lin.weight.shape))
+            shapes.append(tuple(weight_matrix(lin).shape))
             targets.append(block_sparsity[b])
     return dict(zip(names, allocation.row_counts(targets, shapes, cfg.sparsity), strict=True))
 

@@ -1,25 +1,28 @@
 """PruningReport: what was done, to which model, with which data, and what came out.
 
 Written as ``pruning_report.json`` next to the pruned model. Saving is atomic: the model and
-report go to a temporary directory beside the target, which is renamed into place at the end,
-so an interrupted run never leaves half a model.
+report go to a directory beside the target, which is renamed into place at the end, so an
+interrupted run never leaves half a model (and the next run on the same ``--out`` removes what
+it left). ``--out`` never overlaps the model or calibration files it was computed from.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
 import shutil
 import subprocess
-import tempfile
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from mwanda import __version__
-from mwanda.io import atomic_write_text
+from mwanda.errors import UserError
+from mwanda.io import atomic_write_text, umask
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,6 +73,9 @@ class PruningReport:
     timings: dict
     peak_memory: dict
     environment: dict
+    # share of the blocks' weight matrices in pruned layers, and what stayed dense (and why)
+    coverage: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -85,6 +91,8 @@ class PruningReport:
         timings,
         peak_memory,
         environment,
+        coverage=None,
+        warnings=(),
     ) -> PruningReport:
         blocks = []
         for b, target in enumerate(block_sparsity):
@@ -114,6 +122,8 @@ class PruningReport:
             timings=timings,
             peak_memory=peak_memory,
             environment=environment,
+            coverage=coverage or {},
+            warnings=list(warnings),
         )
 
     def to_dict(self) -> dict:
@@ -155,37 +165,125 @@ def _calib_info(calib) -> dict:
     }
 
 
-def check_output_dir(out: str | Path, overwrite: bool) -> Path:
-    """Fail early (before loading or pruning) if ``out`` exists and may not be replaced."""
-    out = Path(out)
+REPORT_NAME = "pruning_report.json"
+
+
+class OutputError(UserError, ValueError):
+    """``--out`` cannot be written as asked; the message names the fix."""
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    """``a`` and ``b`` (resolved) are the same path or one lies inside the other."""
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_output_dir(out: str | Path, overwrite: bool, inputs: Sequence[str | Path] = ()) -> Path:
+    """Fail early (before loading or pruning) unless ``out`` may be written.
+
+    ``out`` must not be, contain or lie inside any of ``inputs`` (the model directory, the
+    calibration files): replacing it would destroy them. An existing ``out`` is replaced only
+    with ``overwrite`` and only if mwanda wrote it (it holds a pruning report).
+    """
+    out = Path(out).expanduser()
+    target = out.resolve()
+    for inp in inputs:
+        source = Path(inp).expanduser().resolve()
+        if _overlaps(target, source):
+            raise OutputError(
+                f"--out {out} overlaps the input {inp}: writing it would destroy that input; "
+                "choose an --out outside the model directory and the calibration files."
+            )
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} is a file; give the path of a directory to create.")
     if out.exists() and not overwrite:
-        raise FileExistsError(
-            f"{out} already exists; pass --overwrite to replace it or choose another --out."
+        raise OutputError(f"{out} already exists; pass --overwrite to replace it or choose another --out.")
+    if out.exists() and not (out / REPORT_NAME).is_file():
+        raise OutputError(
+            f"{out} exists and was not written by mwanda (it has no {REPORT_NAME}); --overwrite only "
+            "replaces earlier mwanda outputs: remove it yourself or choose another --out."
         )
-    parent = out.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(parent, os.W_OK):
-        raise PermissionError(f"cannot write into {parent}; choose a writable --out.")
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write into {existing}; choose a writable --out.")
     return out
 
 
-def save_pruned(model, tokenizer, report: PruningReport, out: str | Path, overwrite: bool = False) -> Path:
-    """save_pretrained (safetensors) + pruning_report.json into ``out``, atomically."""
-    out = check_output_dir(out, overwrite)
-    tmp = Path(tempfile.mkdtemp(dir=out.resolve().parent, prefix=f".{out.name}.tmp-"))
-    try:
+class OutputSlot:
+    """Exclusive use of ``out`` while a run computes and saves into it.
+
+    A hidden sibling ``.<name>.mwanda-partial/`` holds a lock file (flock, released by the kernel
+    even on kill -9) and, during the save, the new directory. So two runs racing for one ``--out``
+    fail up front, and what an interrupted run leaves is found and cleaned by the next run on the
+    same ``--out`` (an old output moved aside mid-swap is put back first).
+    """
+
+    def __init__(self, out: str | Path, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> None:
+        self.out = check_output_dir(out, overwrite, inputs)
+        self.overwrite = overwrite
+        self.partial = self.out.with_name(f".{self.out.name}.mwanda-partial")
+        self._lock = None
+
+    def __enter__(self) -> OutputSlot:
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.partial.mkdir(exist_ok=True)
+        lock = (self.partial / "lock").open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise OutputError(
+                f"another mwanda run is writing {self.out} (it holds {self.partial}/lock); wait for it "
+                "or choose another --out."
+            ) from None
+        self._lock = lock
+        old = self.partial / "old"
+        if old.is_dir() and not self.out.exists():
+            os.replace(old, self.out)  # an earlier run died mid-swap: its predecessor comes back
+        for stale in self.partial.iterdir():  # an earlier run died while saving
+            if stale.name != "lock":
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        shutil.rmtree(self.partial, ignore_errors=True)
+        self._lock.close()
+
+    def commit(self, write: Callable[[Path], None]) -> Path:
+        """``write(tmp)`` fills a new directory, which then replaces ``out`` by renames."""
+        check_output_dir(self.out, self.overwrite)  # nothing appeared there meanwhile
+        tmp = self.partial / "new"
+        tmp.mkdir()
+        write(tmp)
+        apply_umask(tmp)
+        if self.out.exists():
+            os.replace(self.out, self.partial / "old")
+        os.replace(tmp, self.out)
+        return self.out
+
+
+def apply_umask(root: Path) -> None:
+    """Give ``root`` and everything in it the modes a plain open/mkdir would (some writers, such as
+    safetensors', create their files 0600 through a temporary file)."""
+    mask = umask()
+    for path in (root, *root.rglob("*")):
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def save_pruned(
+    model, tokenizer, report: PruningReport, out: str | Path, overwrite: bool = False, slot=None
+) -> Path:
+    """save_pretrained (safetensors) + pruning_report.json into ``out``, atomically.
+
+    ``slot``: the OutputSlot the caller already holds for ``out`` (else one is taken here).
+    """
+    if slot is None:
+        with OutputSlot(out, overwrite) as own:
+            return save_pruned(model, tokenizer, report, out, overwrite, own)
+
+    def write(tmp: Path) -> None:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        report.save(tmp / "pruning_report.json")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+        report.save(tmp / REPORT_NAME)  # last: its presence marks a complete mwanda output
+
+    return slot.commit(write)

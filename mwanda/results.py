@@ -3,17 +3,17 @@
 ``load()`` returns one row per config x language x metric, with every config field as a
 column. ``with_dense()`` joins each row to the dense baseline evaluated the same way and adds
 the relative increase; ``equity()`` summarizes how evenly a method hurts languages (beyond the
-paper: mean relative increase, the worst language, and the spread across languages).
+paper: mean relative increase, the worst language, and the spread across languages). A damaged
+record file is skipped with a ``RecordWarning`` that names it; the other records still load.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from mwanda.experiments import RESULTS_DIR, ExperimentConfig
+from mwanda.experiments import RESULTS_DIR, ExperimentConfig, read_record
 
 # Config fields that define "evaluated the same way": a pruned row joins the dense row that
 # matches on all of these (plus language and metric).
@@ -30,12 +30,12 @@ EVAL_KEYS = (
 
 
 def read_records(results_dir: str | Path = RESULTS_DIR) -> list[dict]:
-    """Every record under ``results_dir`` (temporary files of writers in progress are skipped)."""
-    out = []
-    for path in sorted(Path(results_dir).glob("*.json")):
-        with path.open(encoding="utf-8") as fh:
-            out.append(json.load(fh))
-    return out
+    """Every valid record under ``results_dir`` (temporary files of writers in progress are
+    skipped). A damaged file is skipped with a warning naming it, so one bad file in a shared
+    results directory does not stop every notebook and report."""
+    skip = "skipped it; run its config again (mwanda sweep lists it as pending) or delete it"
+    records = (read_record(path, on_damage=skip) for path in sorted(Path(results_dir).glob("*.json")))
+    return [r for r in records if r is not None]
 
 
 def load(results_dir: str | Path = RESULTS_DIR, **filters) -> pd.DataFrame:

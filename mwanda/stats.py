@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from mwanda.errors import UserError
+
 Tensor = torch.Tensor
 
 
-class StatsError(RuntimeError):
+class StatsError(UserError, RuntimeError):
     """Statistics are unusable (NaN/Inf); the message names the fix."""
 
 

@@ -7,7 +7,8 @@
 
 ``mwanda sweep grid.yaml`` runs the configs without a record one after another;
 ``--executor local`` submits one job per config with submitit's local executor, ``--executor
-slurm`` (or ``auto``) to a cluster. Scheduling is submitit's; the store skips what is done.
+slurm`` (or ``auto``) to a cluster. Scheduling is submitit's; the store skips what is done, and
+a damaged record counts as not done (``experiments.read_record``), so the sweep rewrites it.
 """
 
 from __future__ import annotations
@@ -25,15 +26,18 @@ def expand(spec: dict) -> list[ExperimentConfig]:
     unknown = sorted(set(spec) - {"profile", "base", "grid"})
     if unknown:
         raise ConfigError(f"unknown grid key(s) {unknown}; a grid file has profile, base and grid.")
-    grid = spec.get("grid") or {}
+    base, grid = _mapping(spec, "base"), _mapping(spec, "grid")
     for k, values in grid.items():
         if not isinstance(values, list) or not values:
             raise ConfigError(f"grid.{k} must be a non-empty list of values.")
+    both = sorted(set(base) & set(grid))
+    if both:
+        raise ConfigError(f"{both} are in both base and grid; give each key in one of them.")
     keys = list(grid)
     configs, seen = [], set()
     for combo in itertools.product(*(grid[k] for k in keys)):
         cfg = experiments.make_config(
-            spec.get("profile", "embedded"), **(spec.get("base") or {}), **dict(zip(keys, combo, strict=True))
+            spec.get("profile", "embedded"), **base, **dict(zip(keys, combo, strict=True))
         )
         if cfg.key() not in seen:  # e.g. several alphas of the dense baseline are one config
             seen.add(cfg.key())
@@ -41,13 +45,29 @@ def expand(spec: dict) -> list[ExperimentConfig]:
     return configs
 
 
+def _mapping(spec: dict, name: str) -> dict:
+    """``spec[name]`` as a mapping of config keys (names) to values; empty if absent."""
+    value = spec.get(name) or {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(
+            f"{name} must be a mapping of config keys to values, e.g. {name}: {{method: wanda}}."
+        )
+    return value
+
+
 def load_grid(path: str | Path) -> list[ExperimentConfig]:
-    return expand(experiments._read_yaml(path))
+    """The configs of grid file ``path``; every error names the file."""
+    spec = experiments._read_yaml(path)
+    with experiments.naming_file(path):
+        return expand(spec)
 
 
 def pending(configs: list[ExperimentConfig], results_dir: str | Path = RESULTS_DIR) -> list[ExperimentConfig]:
-    """The configs that have no record yet."""
-    return [c for c in configs if not experiments.record_path(c, results_dir).exists()]
+    """The configs without a valid record: a damaged one is warned about and counts as pending."""
+    todo = "it counts as pending and the sweep rewrites it"
+    return [
+        c for c in configs if experiments.read_record(experiments.record_path(c, results_dir), todo) is None
+    ]
 
 
 def run_local(

@@ -20,6 +20,7 @@ ARCH_CONFIGS = {
     ),
     "opt": dict(hidden_size=32, ffn_dim=64, num_attention_heads=4, word_embed_proj_dim=32),
     "bloom": dict(hidden_size=32, n_head=4),
+    "gpt2": dict(n_embd=32, n_head=4, bos_token_id=1, eos_token_id=2),  # Conv1D linears
 }
 ARCHS = tuple(ARCH_CONFIGS)
 
@@ -27,7 +28,7 @@ ARCHS = tuple(ARCH_CONFIGS)
 def tiny_model(arch: str = "llama", layers: int = 3, seed: int = 0, dtype=torch.float32, **overrides):
     """A random-weight causal LM of ``arch`` with ``layers`` blocks, in eval mode."""
     kw = dict(ARCH_CONFIGS[arch], vocab_size=VOCAB) | overrides
-    kw["n_layer" if arch == "bloom" else "num_hidden_layers"] = layers
+    kw["n_layer" if arch in ("bloom", "gpt2") else "num_hidden_layers"] = layers
     cfg = AutoConfig.for_model(arch, **kw)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg).to(dtype)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from dataclasses import fields
 
 import pytest
 from conftest import tiny_model
 from transformers import AutoTokenizer
 
-from mwanda import experiments, results, sweep
+from mwanda import experiments, models, results, sweep
 from mwanda.cli import main
-from mwanda.config import ConfigError
+from mwanda.config import ConfigError, PruneConfig
 from mwanda.data import EMBEDDED_DIR
+from mwanda.experiments import RecordWarning
+from mwanda.models import ModelLoadError
 
 TOKENIZER_DIR = EMBEDDED_DIR / "models" / "tiny-ml-llama"
 
@@ -71,7 +75,7 @@ def test_keys_are_stable_and_normalized(model_dir):
         ({"eval_langs": ["de", "xx"]}, "unknown language(s) ['xx']"),
         ({"calib_langs": ["klingon"]}, "unknown language(s) ['klingon']"),
         ({"eval_split": "train"}, "use 'dev' (tuning) or 'test'"),
-        ({"sparsity": 1.5}, "must be in [0, 1)"),
+        ({"sparsity": 1.5}, "0 <= sparsity < 1"),
     ],
 )
 def test_bad_configs_fail_before_work(model_dir, overrides, message):
@@ -194,8 +198,7 @@ def test_new_weights_at_the_same_path_get_a_new_key(model_dir, tmp_path):
     before = smoke(copy, method="dense").key()
     tiny_model(
         "llama", layers=2, seed=7, vocab_size=len(AutoTokenizer.from_pretrained(copy))
-    ).save_pretrained(copy)
-    experiments.model_fingerprint.cache_clear()
+    ).save_pretrained(copy)  # no cache to clear: the fingerprint cache keys on file sizes and times
     assert smoke(copy, method="dense").key() != before
 
 
@@ -210,3 +213,143 @@ def test_missing_evaluation_data_fails_before_the_model_loads(model_dir, tmp_pat
     monkeypatch.setattr(experiments, "_dense_model", no_model)
     with pytest.raises(FileNotFoundError, match="make corpus"):
         experiments.run(smoke(model_dir, method="wanda"), results_dir=tmp_path, progress=False)
+
+
+# Keys of the default configs, computed before model resolution moved to models.resolve_model:
+# existing results/ records must keep matching. Change them only with the embedded model's weights.
+STABLE_KEYS = {
+    ("embedded", "wanda"): "2dfdc8202eb1e6e2886d",
+    ("smoke", "mwanda"): "ee56df47960d10018c44",
+    ("paper", "wanda"): "7e973efc4a3e6fdf5576",  # a Hub id: fingerprint None
+}
+
+
+def test_record_keys_of_existing_configs_do_not_change(tmp_path, monkeypatch):
+    def keys():
+        return {(p, m): experiments.make_config(p, method=m).key() for p, m in STABLE_KEYS}
+
+    assert keys() == STABLE_KEYS
+    monkeypatch.chdir(tmp_path)  # the repository-relative default model resolves from anywhere
+    assert keys() == STABLE_KEYS
+
+
+@pytest.mark.parametrize("damaged", ["{}", '{"key": "'])
+def test_damaged_record_is_recomputed_by_run_and_sweep(model_dir, tmp_path, damaged):
+    cfg = smoke(model_dir, method="dense")
+    path = experiments.record_path(cfg, tmp_path)
+    path.write_text(damaged)
+    with pytest.warns(RecordWarning, match=re.escape(str(path)) + ".*counts as pending"):
+        assert [c.key() for c in sweep.pending([cfg], tmp_path)] == [cfg.key()]
+    with pytest.warns(RecordWarning, match=re.escape(str(path)) + ".*recomputing it"):
+        (rec,) = sweep.run_local([cfg], tmp_path, progress=False)
+    assert experiments.read_record(path) == rec and rec["key"] == cfg.key()
+    assert sweep.pending([cfg], tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # rewritten in place, no temp left
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("nsamples: many", "nsamples='many' must be an integer"),
+        ("batch_size: 2.5", "batch_size=2.5 must be an integer"),
+        ("seed: abc", "seed='abc' must be an integer"),
+        ("eval_langs: 5", "eval_langs=5 must be a list of strings"),
+        ("sparsity: half", "sparsity='half' must be a number"),
+        ("udhr: 1", "udhr=1 must be true or false"),
+        ("eval_max_chars: lots", "eval_max_chars='lots' must be an integer or null"),
+    ],
+)
+def test_config_file_types_fail_naming_file_key_and_type(tmp_path, line, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"profile: smoke\n{line}\n")
+    with pytest.raises(ConfigError) as err:
+        experiments.load_config(path)
+    assert str(err.value) == f"{path}: {message}."
+
+
+def test_config_file_lists_fill_tuple_fields(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("profile: smoke\nmethod: wanda\ncalib_langs: [en, de]\neval_langs: fr\ntasks: []\n")
+    cfg = experiments.load_config(path)
+    assert (cfg.calib_langs, cfg.eval_langs, cfg.tasks) == (("en", "de"), ("fr",), ())
+    assert experiments.TUPLE_FIELDS == ("calib_langs", "eval_langs", "tasks")
+
+
+@pytest.mark.parametrize(
+    "text,where,problem",
+    [
+        ("profile: smoke\nmethod: [wanda\nsparsity: 0.5\n", "line 3, column 9", "expected ',' or ']'"),
+        ("profile: smoke\n  method: wanda\n", "line 2, column 9", "mapping values are not allowed"),
+    ],
+)
+def test_yaml_syntax_error_names_file_and_line(tmp_path, text, where, problem):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    for read in (experiments.load_config, sweep.load_grid):
+        with pytest.raises(ConfigError) as err:
+            read(path)
+        assert str(err.value).startswith(f"{path}, {where}: invalid YAML (") and problem in str(err.value)
+
+
+def test_grid_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("profile: smoke\ngrid: {method: [wanda, sparsegpt]}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: method='sparsegpt' is not supported")):
+        sweep.load_grid(path)
+    path.write_text("profile: smoke\nbase: {method: wanda}\ngrid: {method: [dense]}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: ['method'] are in both base and grid")):
+        sweep.load_grid(path)
+    path.write_text("profile: smoke\nbase: [method, wanda]\n")
+    with pytest.raises(ConfigError, match="base must be a mapping"):
+        sweep.load_grid(path)
+
+
+def test_pruning_defaults_are_prune_configs():
+    exp = {f.name: f.default for f in fields(experiments.ExperimentConfig)}
+    shared = [f.name for f in fields(PruneConfig) if f.name in exp]
+    assert len(shared) == 14  # every PruneConfig field but include and exclude
+    assert all(exp[name] == getattr(PruneConfig(), name) for name in shared)
+
+
+def fake_model_dir(path, weights: bytes = b"weights"):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text("{}")
+    (path / "model.safetensors").write_bytes(weights)
+    return path
+
+
+def test_model_relative_to_working_directory_is_hashed_and_loaded_as_itself(tmp_path, monkeypatch):
+    local = fake_model_dir(tmp_path / "work" / "models" / "m").resolve()
+    monkeypatch.chdir(tmp_path / "work")
+    assert experiments.model_fingerprint("models/m") == experiments.model_fingerprint(str(local))
+    assert experiments.model_fingerprint("models/m") != experiments.model_fingerprint(
+        str(fake_model_dir(tmp_path / "other", b"other weights"))
+    )
+    loaded = []
+    monkeypatch.setattr(models, "load_model", lambda source, **kw: loaded.append(source) or ("m", "t"))
+    try:
+        assert experiments._dense_model("models/m", "float32", "cpu") == ("m", "t")
+    finally:
+        experiments._load_dense.cache_clear()
+    assert loaded == [local]
+
+
+def test_missing_local_model_is_an_error_never_a_hub_lookup(tmp_path, monkeypatch):
+    def no_hub(*a, **k):
+        raise AssertionError("a missing local model must not be looked up on the Hub")
+
+    monkeypatch.setattr(models, "load_model", no_hub)
+    for call in (
+        lambda: experiments.model_fingerprint("data/models/no-such-model"),
+        lambda: experiments._dense_model("./no-such-model", "float32", "cpu"),
+        lambda: experiments.make_config("smoke", model="data/models/no-such-model"),
+    ):
+        with pytest.raises(ModelLoadError, match="does not exist"):
+            call()
+    path = tmp_path / "c.yaml"
+    path.write_text("profile: smoke\nmodel: data/models/no-such-model\n")
+    with pytest.raises(
+        ModelLoadError, match=re.escape(f"{path}: model directory 'data/models/no-such-model'")
+    ):
+        experiments.load_config(path)
+    assert experiments.model_fingerprint("meta-llama/Llama-3.1-8B") is None  # a Hub id stands for itself

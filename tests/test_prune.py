@@ -12,6 +12,17 @@ from mwanda.config import PruneConfig
 from mwanda.prune import prune_model
 
 
+def linears_of(module):
+    """(name, [d_out, d_in] weight view) of every nn.Linear and GPT-2 Conv1D (stored [d_in, d_out])."""
+    from transformers.pytorch_utils import Conv1D
+
+    return {
+        n: m.weight.detach().T if isinstance(m, Conv1D) else m.weight.detach()
+        for n, m in module.named_modules()
+        if isinstance(m, (nn.Linear, Conv1D))
+    }
+
+
 def brute_force_wanda(model, calib, sparsity):
     """Sequential Wanda written straight from the formula, independent of the driver.
 
@@ -22,40 +33,35 @@ def brute_force_wanda(model, calib, sparsity):
     _, blocks = find_blocks(model)
     masks = {}
     for b, block in enumerate(blocks):
-        linears = {n: m for n, m in block.named_modules() if isinstance(m, nn.Linear)}
+        linears = linears_of(block)
         seen = {n: [] for n in linears}
         hooks = [
-            m.register_forward_pre_hook(
+            block.get_submodule(n).register_forward_pre_hook(
                 lambda mod, a, n=n, seen=seen: seen[n].append(a[0].reshape(-1, a[0].shape[-1]))
             )
-            for n, m in linears.items()
+            for n in linears
         ]
         with torch.no_grad():
             model(calib.input_ids, use_cache=False)
         for h in hooks:
             h.remove()
-        for name, lin in linears.items():
+        for name, W in linears.items():
             X = torch.cat(seen[name]).double()
             norm = torch.sqrt((X * X).sum(0))
-            score = lin.weight.detach().abs().float() * norm.float()
+            score = W.abs().float() * norm.float()
             d_out, d_in = score.shape
             mask = torch.zeros_like(score, dtype=torch.bool)
             for i in range(d_out):
                 order = sorted(range(d_in), key=lambda j: (score[i, j].item(), j))
                 mask[i, order[: int(d_in * sparsity)]] = True
-            lin.weight.data[mask] = 0
+            W[mask] = 0
             masks[f"{b}.{name}"] = mask
     return masks
 
 
 def zero_masks(model):
     _, blocks = find_blocks(model)
-    return {
-        f"{b}.{n}": m.weight == 0
-        for b, blk in enumerate(blocks)
-        for n, m in blk.named_modules()
-        if isinstance(m, nn.Linear)
-    }
+    return {f"{b}.{n}": W == 0 for b, blk in enumerate(blocks) for n, W in linears_of(blk).items()}
 
 
 def clone(model):
@@ -64,7 +70,7 @@ def clone(model):
     return copy.eval()
 
 
-@pytest.mark.parametrize("arch", ["llama", "opt"])
+@pytest.mark.parametrize("arch", ["llama", "opt", "gpt2"])
 def test_wanda_equals_brute_force(arch):
     model, calib = tiny_model(arch), tiny_calib()
     reference = clone(model)
@@ -142,18 +148,19 @@ def test_every_layout_and_method_prunes_exact_row_counts(arch, method, calib):
     embeddings = (model.get_input_embeddings().weight.clone(), model.get_output_embeddings().weight.clone())
     report = prune_model(model, calib, PruneConfig(method=method, sparsity=0.5), batch_size=4, progress=False)
     _, blocks = find_blocks(model)
-    linears = [m for blk in blocks for m in blk.modules() if isinstance(m, nn.Linear)]
+    linears = [W for blk in blocks for W in linears_of(blk).values()]
     assert len(report.layers) == len(linears) > 0
-    for lin in linears:
-        d_in = lin.weight.shape[1]
-        assert ((lin.weight == 0).sum(1) == d_in // 2).all()
+    for W in linears:
+        d_in = W.shape[1]
+        assert ((W == 0).sum(1) == d_in // 2).all()
     assert report.achieved_sparsity == 0.5
     assert torch.equal(model.get_input_embeddings().weight, embeddings[0])  # embeddings and lm_head never
     assert torch.equal(model.get_output_embeddings().weight, embeddings[1])
 
 
 @pytest.mark.parametrize(
-    "arch,expected", [("llama", "mlp.down_proj"), ("opt", "fc2"), ("bloom", "mlp.dense_4h_to_h")]
+    "arch,expected",
+    [("llama", "mlp.down_proj"), ("opt", "fc2"), ("bloom", "mlp.dense_4h_to_h"), ("gpt2", "mlp.c_proj")],
 )
 def test_ffn_down_projection_is_found(arch, expected):
     _, blocks = find_blocks(tiny_model(arch, layers=1))
@@ -224,16 +231,49 @@ def test_half_precision_models(dtype, calib):
 
 
 def test_include_exclude_patterns(calib):
+    from mwanda.prune import CoverageWarning
+
     model = tiny_model("llama")
-    report = prune_model(
-        model,
-        calib,
-        PruneConfig(method="wanda", include=("*.mlp.*",), exclude=("*.up_proj",)),
-        progress=False,
-    )
+    with pytest.warns(CoverageWarning, match="only 44.4% of the blocks' weights"):
+        report = prune_model(
+            model,
+            calib,
+            PruneConfig(method="wanda", include=("*.mlp.*",), exclude=("*.up_proj",)),
+            progress=False,
+        )
     names = {r["name"].split(".", 3)[-1] for r in report.layers}
     assert names == {"mlp.gate_proj", "mlp.down_proj"}
     assert not (find_blocks(model)[1][0].self_attn.q_proj.weight == 0).any()
+    assert report.coverage["fraction"] == pytest.approx(12288 / 27648) and report.warnings
+
+
+def test_full_coverage_is_reported_without_warnings(calib):
+    report = prune_model(tiny_model("qwen2"), calib, PruneConfig(method="wanda"), progress=False)
+    assert report.coverage["fraction"] == 1.0 and report.coverage["unprunable"] == {}
+    assert report.warnings == []
+
+
+def test_fused_expert_tensors_are_refused_by_name(calib):
+    """transformers 5 fuses Mixtral's experts into 3-D tensors that are no nn.Linear: refused."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from mwanda.blocks import ModelStructureError
+
+    cfg = AutoConfig.for_model(
+        "mixtral",
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=4,
+        num_hidden_layers=1,
+        vocab_size=128,
+    )
+    model = AutoModelForCausalLM.from_config(cfg).eval()
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ModelStructureError, match=r"model.layers.0.mlp.experts.gate_up_proj \[4, 128, 32\]"):
+        prune_model(model, calib, PruneConfig(method="wanda"), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_anova_and_language_aware_ria_run_and_differ(calib):

@@ -1,0 +1,14 @@
+"""The base classes of every error and warning a user can cause and act on.
+
+The CLI prints a ``UserError`` as one line (what, where, the fix) and exits with code 2, and a
+``MwandaWarning`` as one ``mwanda: warning: ...`` line; anything else is a bug and keeps its
+traceback. Each module's error or warning subclasses these next to the code that raises it.
+"""
+
+
+class UserError(Exception):
+    """Bad input (arguments, files, models, data); the message names the fix."""
+
+
+class MwandaWarning(UserWarning):
+    """The run goes on, but the user should know (less data, less coverage, a damaged record)."""
