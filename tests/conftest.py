@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from mwanda.calibration import CalibrationSet
+from mwanda.core.calibration import CalibrationSet
 
 VOCAB = 128
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mwanda import allocation
+from mwanda.core import allocation
 
 
 def test_allocate_weighted_mean_is_target_and_order():

@@ -6,7 +6,8 @@ import pytest
 import torch
 from conftest import tiny_calib, tiny_model
 
-from mwanda import analysis, scores
+from mwanda.core import scores
+from mwanda.study import analysis
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from mwanda.calibration import (
+from mwanda.core.calibration import (
     CalibrationError,
     CalibrationSet,
     build_balanced,

@@ -9,8 +9,8 @@ import torch
 from conftest import VOCAB, tiny_model
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from mwanda import report as report_mod
 from mwanda.cli import main
+from mwanda.core import report as report_mod
 
 TEXT = {
     "en": "the quick brown fox jumps over the lazy dog and runs far away into the green forest",
@@ -190,7 +190,7 @@ def test_a_save_killed_mid_swap_gets_its_old_output_back(model_dir, tmp_path):
     (partial / "new").mkdir()
     (partial / "new" / "half.safetensors").write_bytes(b"\0" * 100)
     with pytest.raises(SystemExit):  # --overwrite is missing: refused, but the old output is back
-        from mwanda.report import OutputSlot
+        from mwanda.core.report import OutputSlot
 
         with OutputSlot(out, overwrite=False):
             raise SystemExit
@@ -210,7 +210,7 @@ def test_every_prune_config_field_has_a_flag():
     from dataclasses import fields
 
     from mwanda.cli import build_parser
-    from mwanda.config import PruneConfig
+    from mwanda.core.config import PruneConfig
 
     args = build_parser().parse_args(["prune", "--model", "m", "--out", "o"])
     assert {f.name: getattr(args, f.name) for f in fields(PruneConfig)} == {
@@ -250,9 +250,9 @@ def test_missing_model_names_fix(tmp_path, capsys):
 
 
 def test_model_without_decoder_blocks():
-    from mwanda.blocks import ModelStructureError
-    from mwanda.config import PruneConfig
-    from mwanda.prune import prune_model
+    from mwanda.core.blocks import ModelStructureError
+    from mwanda.core.config import PruneConfig
+    from mwanda.core.prune import prune_model
 
     with pytest.raises(ModelStructureError, match="BLOCK_PATHS"):
         prune_model(torch.nn.Sequential(torch.nn.Linear(4, 4)), None, PruneConfig(method="magnitude"))
@@ -261,9 +261,9 @@ def test_model_without_decoder_blocks():
 def test_nan_weight_stops_the_run_naming_it():
     from conftest import tiny_calib
 
-    from mwanda.blocks import ModelStructureError
-    from mwanda.config import PruneConfig
-    from mwanda.prune import prune_model
+    from mwanda.core.blocks import ModelStructureError
+    from mwanda.core.config import PruneConfig
+    from mwanda.core.prune import prune_model
 
     model = tiny_model("llama", layers=2)
     with torch.no_grad():

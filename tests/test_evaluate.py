@@ -7,7 +7,7 @@ import math
 import pytest
 from conftest import byte_bpe_tokenizer, tiny_model
 
-from mwanda.evaluate import perplexity, rolling_windows
+from mwanda.evaluation.perplexity import perplexity, rolling_windows
 
 TEXTS = [
     "the quick brown fox jumps over the lazy dog. " * 12,

@@ -11,12 +11,13 @@ import pytest
 from conftest import tiny_model
 from transformers import AutoTokenizer
 
-from mwanda import experiments, models, results, sweep
 from mwanda.cli import main
-from mwanda.config import ConfigError, PruneConfig
+from mwanda.core import models
+from mwanda.core.config import ConfigError, PruneConfig
+from mwanda.core.models import ModelLoadError
 from mwanda.data import EMBEDDED_DIR
-from mwanda.experiments import RecordWarning
-from mwanda.models import ModelLoadError
+from mwanda.study import experiments, results, sweep
+from mwanda.study.experiments import RecordWarning
 
 TOKENIZER_DIR = EMBEDDED_DIR / "models" / "tiny-ml-llama"
 
@@ -272,7 +273,7 @@ def test_config_file_lists_fill_tuple_fields(tmp_path):
     path.write_text("profile: smoke\nmethod: wanda\ncalib_langs: [en, de]\neval_langs: fr\ntasks: []\n")
     cfg = experiments.load_config(path)
     assert (cfg.calib_langs, cfg.eval_langs, cfg.tasks) == (("en", "de"), ("fr",), ())
-    assert experiments.TUPLE_FIELDS == ("calib_langs", "eval_langs", "tasks")
+    assert experiments.TUPLE_FIELDS == ("include", "exclude", "calib_langs", "eval_langs", "tasks")
 
 
 @pytest.mark.parametrize(
@@ -302,13 +303,6 @@ def test_grid_file_errors_name_the_file(tmp_path):
     path.write_text("profile: smoke\nbase: [method, wanda]\n")
     with pytest.raises(ConfigError, match="base must be a mapping"):
         sweep.load_grid(path)
-
-
-def test_pruning_defaults_are_prune_configs():
-    exp = {f.name: f.default for f in fields(experiments.ExperimentConfig)}
-    shared = [f.name for f in fields(PruneConfig) if f.name in exp]
-    assert len(shared) == 14  # every PruneConfig field but include and exclude
-    assert all(exp[name] == getattr(PruneConfig(), name) for name in shared)
 
 
 def fake_model_dir(path, weights: bytes = b"weights"):
@@ -353,3 +347,26 @@ def test_missing_local_model_is_an_error_never_a_hub_lookup(tmp_path, monkeypatc
     ):
         experiments.load_config(path)
     assert experiments.model_fingerprint("meta-llama/Llama-3.1-8B") is None  # a Hub id stands for itself
+
+
+def test_pruning_hyperparameters_are_declared_once():
+    """ExperimentConfig inherits every PruneConfig field (default, help, range): only ``method``
+    is redeclared (it adds "dense"), so a new hyperparameter touches mwanda/core/config.py alone."""
+    import ast
+    import inspect
+
+    exp = {f.name: f for f in fields(experiments.ExperimentConfig)}
+    for f in fields(PruneConfig):
+        assert exp[f.name].default == f.default and exp[f.name].metadata["help"], f.name
+    body = ast.parse(inspect.getsource(experiments.ExperimentConfig)).body[0].body
+    declared = {n.target.id for n in body if isinstance(n, ast.AnnAssign)}
+    assert declared & {f.name for f in fields(PruneConfig)} == {"method"}
+
+
+def test_a_new_hyperparameter_at_its_default_keeps_old_keys():
+    """include/exclude came after the version-1 records: at their default they stay out of the
+    key; set, they change it."""
+    cfg = experiments.make_config("smoke", method="mwanda")
+    assert "include" not in cfg.normalized() and "exclude" not in cfg.normalized()
+    other = experiments.make_config("smoke", method="mwanda", exclude=["*.down_proj"])
+    assert other.normalized()["exclude"] == ["*.down_proj"] and other.key() != cfg.key()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mwanda.models import REPO_ROOT, ModelLoadError, hub_revision, resolve_model
+from mwanda.core.models import REPO_ROOT, ModelLoadError, hub_revision, resolve_model
 
 
 def test_local_directories_resolve_from_any_working_directory(tmp_path, monkeypatch):

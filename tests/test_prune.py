@@ -7,9 +7,9 @@ import torch
 from conftest import ARCHS, tiny_calib, tiny_model
 from torch import nn
 
-from mwanda.blocks import capture_inputs, ffn_pair, find_blocks, run_block
-from mwanda.config import PruneConfig
-from mwanda.prune import prune_model
+from mwanda.core.blocks import capture_inputs, ffn_pair, find_blocks, run_block
+from mwanda.core.config import PruneConfig
+from mwanda.core.prune import prune_model
 
 
 def linears_of(module):
@@ -231,7 +231,7 @@ def test_half_precision_models(dtype, calib):
 
 
 def test_include_exclude_patterns(calib):
-    from mwanda.prune import CoverageWarning
+    from mwanda.core.prune import CoverageWarning
 
     model = tiny_model("llama")
     with pytest.warns(CoverageWarning, match="only 44.4% of the blocks' weights"):
@@ -257,7 +257,7 @@ def test_fused_expert_tensors_are_refused_by_name(calib):
     """transformers 5 fuses Mixtral's experts into 3-D tensors that are no nn.Linear: refused."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from mwanda.blocks import ModelStructureError
+    from mwanda.core.blocks import ModelStructureError
 
     cfg = AutoConfig.for_model(
         "mixtral",

@@ -38,8 +38,24 @@ def test_notebooks_have_no_outputs_and_a_parameters_cell():
         assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in code), nb_path.name
 
 
-def test_torch_pinned_exactly_everywhere():
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert "torch==2.13.0" in deps
+def test_torch_pinned_exactly_where_installs_happen():
+    """The lock (constraints.txt), the Makefile and environment.yml install torch 2.13.0 exactly;
+    pyproject.toml holds ranges that admit it, for installs next to other packages."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch_req = next(Requirement(d) for d in project["dependencies"] if d.startswith("torch"))
+    assert torch_req.specifier.contains("2.13.0")
     assert "torch==2.13.0\n" in (ROOT / "constraints.txt").read_text()
     assert "torch==2.13.0" in (ROOT / "environment.yml").read_text()
+    assert '"torch==2.13.0"' in (ROOT / "Makefile").read_text()
+
+
+def test_the_core_needs_no_study_package():
+    """torch, transformers, accelerate, pycountry: the core's own imports need nothing else."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {d.split(">")[0].split("=")[0].split("<")[0] for d in project["dependencies"]}
+    assert names == {"torch", "transformers", "accelerate", "pycountry"}
+    study = " ".join(project["optional-dependencies"]["study"] + project["optional-dependencies"]["eval"])
+    for pkg in ("lm-eval", "papermill", "jupyter", "seaborn", "submitit", "pandas", "datasets"):
+        assert pkg in study

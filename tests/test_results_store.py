@@ -12,9 +12,9 @@ from dataclasses import asdict
 
 import pytest
 
-from mwanda import experiments, results, sweep
 from mwanda.cli import main
-from mwanda.experiments import RecordError, RecordWarning
+from mwanda.study import experiments, results, sweep
+from mwanda.study.experiments import RecordError, RecordWarning
 
 
 def record(cfg: experiments.ExperimentConfig, bpb: float = 1.5) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mwanda import scores
+from mwanda.core import scores
 
 
 def _stats(L=3, d=8, n=(5, 5, 5), seed=0):

@@ -7,9 +7,9 @@ import torch
 from conftest import tiny_calib, tiny_model
 from torch import nn
 
-from mwanda.blocks import capture_inputs, ffn_pair, find_blocks
-from mwanda.prune import collect_block_stats
-from mwanda.stats import LanguageStats, StatsError
+from mwanda.core.blocks import ffn_pair, find_blocks
+from mwanda.core.prune import BlockInputs, collect_block_stats
+from mwanda.core.stats import LanguageStats, StatsError
 
 
 def test_language_stats_add_matches_direct_sums():
@@ -40,9 +40,8 @@ def test_block_collector_matches_stored_activations():
     for h in hooks:
         h.remove()
     with torch.no_grad():
-        inps, calls = capture_inputs(model, calib.input_ids, batch_size=4)
-        idx = list(calib.lang_index().split(4))
-        stats = collect_block_stats(block, linears, ffn_pair(block), inps, calls, idx, 3, "b0.")
+        x = BlockInputs.capture(model, calib, batch_size=4)
+        stats = collect_block_stats(block, linears, ffn_pair(block), x, "b0.")
     lang = calib.lang_index()
     for name in linears:
         X = seen[name][0]

@@ -11,19 +11,15 @@ import pytest
 import torch
 from conftest import byte_bpe_tokenizer, tiny_model
 
-import mwanda.tasks as tasks
+from mwanda.build import proxy_tasks
+from mwanda.build.proxy_tasks import build_proxy_tasks, is_unspaced, make_items, proxy_configs, split_text
 from mwanda.data import language_table, load_paragraphs, load_text
-from mwanda.tasks import (
+from mwanda.evaluation.tasks import (
     PROXY_KINDS,
     TASKS_DIR,
-    build_proxy_tasks,
     check_tasks,
     evaluate_tasks,
-    is_unspaced,
-    make_items,
-    proxy_configs,
     proxy_task_name,
-    split_text,
     task_names,
     task_table,
 )
@@ -63,7 +59,7 @@ def test_split_text_spaced_and_unspaced():
 def test_items_are_deterministic():
     cfg = proxy_configs(n_items=20)["continuation"]
     a = make_items("de", cfg)
-    for cached in (tasks.eligible_halves, tasks._coverage, tasks._preference):
+    for cached in (proxy_tasks.eligible_halves, proxy_tasks._coverage, proxy_tasks._preference):
         cached.cache_clear()  # recompute from the corpus, not from the cache
     assert make_items("de", cfg) == a and len(a) == 20
     other_seed = make_items("de", proxy_configs(n_items=20, seed=1)["continuation"])
@@ -164,7 +160,7 @@ def test_unknown_task_or_language_fails_before_the_model(task, message):
 
 
 def test_missing_proxy_files_name_the_build_command(tmp_path):
-    with pytest.raises(ValueError, match="python -m mwanda.tasks build"):
+    with pytest.raises(ValueError, match="mwanda build tasks"):
         evaluate_tasks(Untouchable(), Untouchable(), ["mwanda_proxy_udhr_de"], include_path=tmp_path)
 
 

@@ -1,4 +1,4 @@
-"""Tests for mwanda.train_tiny and the committed tiny multilingual Llama."""
+"""Tests for mwanda.build.tiny_model and the committed tiny multilingual Llama."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from mwanda import data
-from mwanda import train_tiny as tt
+from mwanda.build import tiny_model as tt
 
 MODEL_DIR = tt.MODEL_DIR
 
@@ -111,37 +110,26 @@ def test_language_probs_and_lr_schedule() -> None:
 # --------------------------------------------------------------------------
 
 
-class UniformLM(torch.nn.Module):
-    """Zero logits: perplexity must equal the vocabulary size."""
-
-    def __init__(self, vocab: int) -> None:
-        super().__init__()
-        self.vocab = vocab
-        self.dummy = torch.nn.Parameter(torch.zeros(1))
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
-        return SimpleNamespace(logits=torch.zeros(*input_ids.shape, self.vocab))
-
-
-def test_perplexity_report_on_a_uniform_model(micro_tokenizer: object) -> None:
+def test_unigram_baseline_is_scored_on_every_token_of_the_text(micro_tokenizer: object) -> None:
     text = data.load_text("ru", "udhr")
     vocab = len(micro_tokenizer)
     unigram = tt.unigram_logprobs(tt.encode(micro_tokenizer, data.load_text("ru", "dev")), vocab)
     assert unigram.exp().sum().item() == pytest.approx(1.0)
-    rep = tt.perplexity_report(UniformLM(vocab), micro_tokenizer, text, 32, unigram)
-    assert rep["ppl"] == pytest.approx(vocab, rel=1e-5)
-    assert rep["bpb"] == pytest.approx(rep["tokens"] * math.log2(vocab) / rep["bytes"], rel=1e-5)
+    rep = tt.unigram_report(micro_tokenizer, text, unigram)
     assert rep["unigram_ppl"] < vocab  # a fitted unigram beats uniform on in-language text
-    n_ids = len(tt.encode(micro_tokenizer, text))
-    assert rep["tokens"] == n_ids - math.ceil(n_ids / 32)  # first token of every window unscored
-    assert rep["bytes"] <= len(text.encode("utf-8"))
+    uniform = tt.unigram_report(micro_tokenizer, text, torch.full((vocab,), -math.log(vocab)))
+    n_ids = len(micro_tokenizer(text, add_special_tokens=False)["input_ids"])
+    assert uniform["unigram_ppl"] == pytest.approx(vocab)
+    assert uniform["unigram_bpb"] == pytest.approx(n_ids * math.log2(vocab) / len(text.encode()))
 
 
-def test_windows_are_non_overlapping_and_capped() -> None:
-    wins = tt.windows(list(range(10)), 4)
-    assert wins == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    assert tt.windows(list(range(9)), 4) == [[0, 1, 2, 3], [4, 5, 6, 7]]  # 1-token tail scores nothing
-    assert len(tt.windows(list(range(100)), 4, max_windows=3)) == 3
+def test_card_settings_are_the_embedded_profiles() -> None:
+    """The card measures what notebook 00 measures: same text size, batch size and window."""
+    from mwanda.study.experiments import profiles
+
+    embedded = profiles()["embedded"]
+    assert (embedded["eval_max_chars"], embedded["batch_size"]) == (tt.CARD_MAX_CHARS, tt.CARD_BATCH_SIZE)
+    assert embedded["seqlen"] == tt.CARD_WINDOW
 
 
 # --------------------------------------------------------------------------
@@ -182,16 +170,24 @@ def test_committed_model_loads_offline(
 
 
 def test_committed_model_reproduces_card(committed: tuple[torch.nn.Module, object]) -> None:
+    """The card's numbers are the runner's (notebook 00's): the same function on the same text
+    (three languages, to stay quick), equal to the last bit."""
+    from mwanda.study import experiments
+
     model, tok = committed
     report = json.loads((MODEL_DIR / "eval.json").read_text(encoding="utf-8"))
-    for lang, expected in report["check"].items():
-        got = tt.perplexity_report(model, tok, data.load_text(lang, "test"), 256, None, tt.CHECK_WINDOWS)
-        assert got["ppl"] == pytest.approx(expected, rel=0.01), lang
-    # One full row of the card table (hi: the smallest test split, so it is quick).
-    card = report["results"]["hi"]["test"]
-    got = tt.perplexity_report(model, tok, data.load_text("hi", "test"), 256, None, report["max_windows"])
-    assert got["ppl"] == pytest.approx(card["ppl"], rel=0.01)
-    assert got["bpb"] == pytest.approx(card["bpb"], rel=0.01)
+    assert (report["max_chars"], report["window"]) == (tt.CARD_MAX_CHARS, tt.CARD_WINDOW)
+    cfg = experiments.make_config("embedded", eval_langs=["en", "ja", "hi"], tasks=[])
+    for split in ("test", "udhr"):
+        assert experiments._eval_texts(cfg, split) == data.parallel_text(
+            cfg.eval_langs, split, tt.CARD_MAX_CHARS
+        )
+    rows, _ = experiments.evaluate(model, tok, cfg, progress=False)
+    assert len(rows) == 3 * 6
+    for row in rows:
+        split, _, metric = row["metric"].rpartition("_")
+        card = report["results"][row["language"]][split or "test"][metric]
+        assert card == pytest.approx(row["value"], rel=1e-9, abs=0), row
     assert "| hi |" in (MODEL_DIR / "model_card.md").read_text(encoding="utf-8")
 
 

@@ -1,12 +1,13 @@
 """Per-language perplexity, in token units and in tokenizer-independent bits per byte / char.
 
-Windows follow lm-evaluation-harness's ``loglikelihood_rolling`` exactly (its
-``get_rolling_token_windows``): the first token is predicted from a prefix token (BOS, or EOS
+The windows are lm-evaluation-harness's own (``lm_eval.utils.get_rolling_token_windows``, as
+its ``loglikelihood_rolling`` uses them): the first token is predicted from a prefix token (BOS, or EOS
 when there is none), then each window of ``window`` tokens predicts the next ``stride`` tokens
 that no earlier window predicted, conditioning on as much preceding text as fits. With
 ``stride == window`` (the default) prediction windows do not overlap, and the sum of
 log-likelihoods equals lm-eval's with ``context_len=1``. Token perplexities are not comparable
-across languages (tokenizers split languages differently), so compare bits per byte.
+across languages (tokenizers split languages differently), so compare bits per byte. This is the
+repository's one perplexity: the experiment runner and the tiny model's card both call it.
 """
 
 from __future__ import annotations
@@ -50,19 +51,20 @@ class Perplexity:
 def rolling_windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int]]:
     """(input_start, input_end, n_predicted) per window over token positions 0..n_tokens-1.
 
-    Positions index the sequence ``[prefix] + tokens``, so input [s, e) predicts the last
-    ``n_predicted`` tokens of ``tokens[s:e]``, i.e. tokens e - n_predicted .. e - 1.
+    The windows are lm-eval's own (``get_rolling_token_windows`` with
+    ``context_len = window - stride + 1``), expressed as positions in ``[prefix] + tokens``:
+    input [s, e) predicts the last ``n_predicted`` tokens of ``tokens[s:e]``.
     """
+    from lm_eval.utils import get_rolling_token_windows
+
     if not 1 <= stride <= window:
         raise ValueError(f"stride must be in [1, window={window}], got {stride}.")
-    out, done = [], min(window, n_tokens)
-    if n_tokens:
-        out.append((0, done, done))
-    while done < n_tokens:
-        n_pred = min(n_tokens - done, stride)
-        end = done + n_pred
-        out.append((max(0, end - window), end, n_pred))
-        done = end
+    out, end = [], 0
+    for inputs, predicted in get_rolling_token_windows(
+        list(range(n_tokens)), -1, window, window - stride + 1
+    ):
+        end += len(predicted)
+        out.append((end - len(inputs), end, len(predicted)))
     return out
 
 

@@ -20,11 +20,9 @@ from pathlib import Path
 
 import torch
 
-from mwanda import __version__
+from mwanda import REPO_ROOT, __version__
 from mwanda.errors import UserError
 from mwanda.io import atomic_write_text, umask
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def git_revision() -> str | None:

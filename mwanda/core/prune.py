@@ -27,8 +27,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mwanda import allocation, scores
-from mwanda.blocks import (
+from mwanda.core import allocation, scores
+from mwanda.core.blocks import (
+    BlockCall,
     ModelStructureError,
     block_linears,
     capture_inputs,
@@ -38,11 +39,11 @@ from mwanda.blocks import (
     unprunable_weights,
     weight_matrix,
 )
-from mwanda.calibration import CalibrationSet
-from mwanda.config import PruneConfig
+from mwanda.core.calibration import CalibrationSet
+from mwanda.core.config import ConfigError, PruneConfig
+from mwanda.core.report import PruningReport, environment_info
+from mwanda.core.stats import BlockStatsCollector, LanguageStats, StatsError
 from mwanda.errors import MwandaWarning
-from mwanda.report import PruningReport, environment_info
-from mwanda.stats import BlockStatsCollector, LanguageStats, StatsError
 
 Tensor = torch.Tensor
 
@@ -182,14 +183,35 @@ def layer_score(W: Tensor, st: LanguageStats | None, cfg: PruneConfig, is_ffn_do
     return scores.ria(W, act, cfg.ria_a) if cfg.method == "ria" else scores.wanda(W, act)
 
 
+@dataclass
+class BlockInputs:
+    """The calibration activations entering the current block, with what replaying it needs:
+    ``hidden`` [N, T, d], and per batch the block's other arguments and the sequences' languages."""
+
+    hidden: Tensor
+    calls: list[BlockCall]
+    lang_idx: list[Tensor]
+    n_langs: int
+
+    @classmethod
+    def capture(cls, model: nn.Module, calib: CalibrationSet, batch_size: int, out: Tensor | None = None):
+        """Run the model up to block 0 (writing into ``out`` when given: a buffer to reuse)."""
+        hidden, calls = capture_inputs(model, calib.input_ids, batch_size, out=out)
+        return cls(hidden, calls, list(calib.lang_index().split(batch_size)), len(calib.languages))
+
+    def batches(self, hidden: Tensor | None = None):
+        """(start, end, call, language index) per batch, over ``hidden`` (default: the inputs)."""
+        start = 0
+        for call, idx in zip(self.calls, self.lang_idx, strict=True):
+            yield start, start + len(idx), call, idx
+            start += len(idx)
+
+
 def collect_block_stats(
     block: nn.Module,
     plan_linears: dict[str, nn.Module],
     ffn: tuple[str, str] | None,
-    inps: Tensor,
-    calls: list,
-    lang_idx: list[Tensor],
-    n_langs: int,
+    x: BlockInputs,
     prefix: str,
     outs: Tensor | None = None,
     track_sums: bool = False,
@@ -199,26 +221,22 @@ def collect_block_stats(
     if ffn is not None and ffn[0] in hooked:
         hooked.setdefault(ffn[1], dict(block.named_modules())[ffn[1]])
     collector = BlockStatsCollector(
-        hooked, n_langs, ffn if ffn and ffn[0] in plan_linears else None, track_sums=track_sums
+        hooked, x.n_langs, ffn if ffn and ffn[0] in plan_linears else None, track_sums=track_sums
     )
     with collector:
-        start = 0
-        for call, idx in zip(calls, lang_idx, strict=True):
+        for start, end, call, idx in x.batches():
             collector.lang_idx = idx
-            x = inps[start : start + len(idx)]
-            y = run_block(block, x, call)
+            y = run_block(block, x.hidden[start:end], call)
             if outs is not None:
-                outs[start : start + len(idx)] = y.to(outs.device)
-            start += len(idx)
+                outs[start:end] = y.to(outs.device)
     stats = collector.finish(prefix)
     return {name: stats[name] for name in plan_linears}
 
 
-def forward_block(block: nn.Module, inps: Tensor, outs: Tensor, calls: list, sizes: list[int]) -> None:
-    start = 0
-    for call, n in zip(calls, sizes, strict=True):
-        outs[start : start + n] = run_block(block, inps[start : start + n], call).to(outs.device)
-        start += n
+def forward_block(block: nn.Module, x: BlockInputs, outs: Tensor) -> None:
+    """``outs`` = block(inputs), batch by batch (no hooks)."""
+    for start, end, call, _ in x.batches():
+        outs[start:end] = run_block(block, x.hidden[start:end], call).to(outs.device)
 
 
 class MaskHasher:
@@ -235,6 +253,11 @@ class MaskHasher:
         return self._h.hexdigest()
 
 
+def needs_data(cfg: PruneConfig) -> bool:
+    """Every method but uniform magnitude pruning reads calibration activations."""
+    return cfg.method != "magnitude" or cfg.allocation != "uniform"
+
+
 def prune_model(
     model: nn.Module,
     calib: CalibrationSet | None,
@@ -244,98 +267,44 @@ def prune_model(
 ) -> PruningReport:
     """Prune ``model`` in place as ``cfg`` says and return the report.
 
+    Phases: plan (what to prune, checked), capture (block 0's calibration inputs), allocate
+    (block sparsities; OWL/CWL need a dense pass), then block by block: statistics, masks, and
+    the pruned block's outputs as the next block's inputs.
+
     ``calib`` may be None only for uniform magnitude pruning, which needs no data.
     ``batch_size``: calibration sequences per forward pass. 1, as Wanda's reference, keeps the
     per-batch activations (batch x seqlen x FFN width) small next to the two [N, T, d] buffers;
     larger batches are faster on CPU. Statistics are exact sums either way.
     """
-    t_start = time.perf_counter()
+    clock = _Clock()
     plan = make_plan(model, cfg)
-    needs_data = cfg.method != "magnitude" or cfg.allocation != "uniform"
-    if needs_data and calib is None:
-        raise ValueError(f"method={cfg.method} allocation={cfg.allocation} needs calibration data.")
-    if cfg.allocation == "cwl" and len(calib.languages) < 2:
-        raise ValueError("allocation='cwl' needs calibration data in at least two languages.")
-    timings: dict[str, float] = {}
-    n_blocks = len(plan.blocks)
+    _check_calibration(cfg, calib)
     model.eval()
     with torch.no_grad():
-        if needs_data:
-            t = time.perf_counter()
-            inps, calls = capture_inputs(model, calib.input_ids, batch_size)
-            lang_idx = list(calib.lang_index().split(batch_size))
-            timings["capture_s"] = time.perf_counter() - t
-        dense_stats: list[dict[str, LanguageStats]] = []
-        D = None
-        ran_dense = needs_data and (cfg.allocation != "uniform" or not cfg.sequential)
-        if ran_dense:
-            t = time.perf_counter()
-            D, dense_stats = _dense_pass(plan, cfg, inps, calls, lang_idx, calib, progress)
-            timings["dense_pass_s"] = time.perf_counter() - t
-        if D is not None and cfg.allocation != "uniform":
-            weights = torch.tensor(plan.params, dtype=torch.float64)
-            block_sparsity = allocation.allocate(D, cfg.sparsity, cfg.owl_lambda, weights).tolist()
-        else:
-            block_sparsity = [cfg.sparsity] * n_blocks
-        if ran_dense and cfg.sequential:
-            # The dense pass overwrote the buffer: recapture block 0's inputs in place.
-            inps, calls = capture_inputs(model, calib.input_ids, batch_size, out=inps)
-        per_row = _row_counts(plan, cfg, block_sparsity)
-        t = time.perf_counter()
-        hasher, layer_rows = MaskHasher(), []
-        outs = torch.empty_like(inps) if needs_data and cfg.sequential else None
-        for b in tqdm(range(n_blocks), desc="prune", unit="block", disable=not progress):
-            block, lins, prefix = plan.blocks[b], plan.linears[b], f"{plan.path}.{b}."
-            if cfg.method == "magnitude":
-                stats = {}
-            elif cfg.sequential:
-                ffn = plan.ffn[b] if needs_activity(cfg) else None
-                stats = collect_block_stats(
-                    block,
-                    lins,
-                    ffn,
-                    inps,
-                    calls,
-                    lang_idx,
-                    len(calib.languages),
-                    prefix,
-                    None,
-                    needs_sums(cfg),
-                )
-            else:
-                stats = dense_stats[b]
-            release_memory()  # the statistics pass's activations are gone: hand their pages back
-            for name, lin in lins.items():
-                is_down = plan.ffn[b] is not None and plan.ffn[b][0] == name
-                W = weight_matrix(lin)
-                score = layer_score(W, stats.get(name), cfg, is_down)
-                if not torch.isfinite(score.sum(dtype=torch.float64)):  # no [d_out, d_in] temporary
-                    raise StatsError(
-                        f"the scores of {prefix + name} are NaN or Inf (method={cfg.method}); check its "
-                        "weights and calibration data, or lower alpha/beta/ria_a."
-                    )
-                k = per_row.get(prefix + name)
-                mask = scores.prune_mask(score, block_sparsity[b], cfg.structure, cfg.comparison, k)
-                W.masked_fill_(mask, 0)
-                hasher.update(prefix + name, mask)
-                layer_rows.append(_layer_row(prefix + name, b, mask, block_sparsity[b]))
-            if outs is not None:
-                forward_block(block, inps, outs, calls, [len(i) for i in lang_idx])
-                inps, outs = outs, inps
-            release_memory()
-        timings["prune_s"] = time.perf_counter() - t
-    timings["total_s"] = time.perf_counter() - t_start
+        x = (
+            clock.time("capture_s", BlockInputs.capture, model, calib, batch_size)
+            if needs_data(cfg)
+            else None
+        )
+        D, dense_stats = None, []
+        if x is not None and (cfg.allocation != "uniform" or not cfg.sequential):
+            D, dense_stats = clock.time("dense_pass_s", _dense_pass, plan, cfg, x, progress)
+            if cfg.sequential:  # the dense pass overwrote the buffer: recapture block 0's inputs
+                x = BlockInputs.capture(model, calib, batch_size, out=x.hidden)
+        block_sparsity = _block_sparsities(plan, cfg, D)
+        pruned = clock.time("prune_s", _prune_blocks, plan, cfg, x, block_sparsity, dense_stats, progress)
+    clock.timings["total_s"] = time.perf_counter() - clock.start
     for line in coverage_warnings(plan.coverage):
         warnings.warn(line, CoverageWarning, stacklevel=2)
     return PruningReport.build(
         cfg=cfg,
         calib=calib,
         model=model,
-        layers=layer_rows,
+        layers=pruned.rows,
         block_sparsity=block_sparsity,
         block_scores=None if D is None else D.tolist(),
-        mask_sha256=hasher.hexdigest(),
-        timings=timings,
+        mask_sha256=pruned.hasher.hexdigest(),
+        timings=clock.timings,
         peak_memory=peak_memory(),
         environment=environment_info(),
         coverage=plan.coverage,
@@ -343,12 +312,88 @@ def prune_model(
     )
 
 
+class _Clock:
+    """Wall time per phase, for the report."""
+
+    def __init__(self) -> None:
+        self.start, self.timings = time.perf_counter(), {}
+
+    def time(self, name: str, fn, *args):
+        t = time.perf_counter()
+        out = fn(*args)
+        self.timings[name] = time.perf_counter() - t
+        return out
+
+
+def _check_calibration(cfg: PruneConfig, calib: CalibrationSet | None) -> None:
+    if needs_data(cfg) and calib is None:
+        raise ConfigError(f"method={cfg.method} allocation={cfg.allocation} needs calibration data.")
+    if cfg.allocation == "cwl" and len(calib.languages) < 2:
+        raise ConfigError("allocation='cwl' needs calibration data in at least two languages.")
+
+
+def _block_sparsities(plan: _Plan, cfg: PruneConfig, D: Tensor | None) -> list[float]:
+    """Each block's target sparsity: OWL's mapping of the scores D_b, or uniform."""
+    if D is None or cfg.allocation == "uniform":
+        return [cfg.sparsity] * len(plan.blocks)
+    weights = torch.tensor(plan.params, dtype=torch.float64)
+    return allocation.allocate(D, cfg.sparsity, cfg.owl_lambda, weights).tolist()
+
+
+@dataclass
+class _Pruned:
+    """What pruning produced: the masks' fingerprint and one report row per layer."""
+
+    hasher: MaskHasher = field(default_factory=lambda: MaskHasher())
+    rows: list[dict] = field(default_factory=list)
+
+
+def _prune_blocks(plan, cfg, x: BlockInputs | None, block_sparsity, dense_stats, progress) -> _Pruned:
+    """Block by block: statistics (sequential: on the pruned prefix's outputs), masks, outputs."""
+    per_row = _row_counts(plan, cfg, block_sparsity)
+    pruned = _Pruned()
+    outs = torch.empty_like(x.hidden) if x is not None and cfg.sequential else None
+    for b in tqdm(range(len(plan.blocks)), desc="prune", unit="block", disable=not progress):
+        if cfg.method == "magnitude":
+            stats = {}
+        elif cfg.sequential:
+            ffn = plan.ffn[b] if needs_activity(cfg) else None
+            prefix = f"{plan.path}.{b}."
+            stats = collect_block_stats(
+                plan.blocks[b], plan.linears[b], ffn, x, prefix, None, needs_sums(cfg)
+            )
+        else:
+            stats = dense_stats[b]
+        release_memory()  # the statistics pass's activations are gone: hand their pages back
+        _prune_block(plan, cfg, b, stats, block_sparsity[b], per_row, pruned)
+        if outs is not None:
+            forward_block(plan.blocks[b], x, outs)
+            x.hidden, outs = outs, x.hidden
+        release_memory()
+    return pruned
+
+
+def _prune_block(plan, cfg, b: int, stats, sparsity: float, per_row: dict, pruned: _Pruned) -> None:
+    """Score, mask and zero every prunable linear of block ``b``."""
+    prefix = f"{plan.path}.{b}."
+    for name, lin in plan.linears[b].items():
+        is_down = plan.ffn[b] is not None and plan.ffn[b][0] == name
+        W = weight_matrix(lin)
+        score = layer_score(W, stats.get(name), cfg, is_down)
+        if not torch.isfinite(score.sum(dtype=torch.float64)):  # no [d_out, d_in] temporary
+            raise StatsError(
+                f"the scores of {prefix + name} are NaN or Inf (method={cfg.method}); check its "
+                "weights and calibration data, or lower alpha/beta/ria_a."
+            )
+        mask = scores.prune_mask(score, sparsity, cfg.structure, cfg.comparison, per_row.get(prefix + name))
+        W.masked_fill_(mask, 0)
+        pruned.hasher.update(prefix + name, mask)
+        pruned.rows.append(_layer_row(prefix + name, b, mask, sparsity))
+
+
 def dense_blocks(
     plan: _Plan,
-    inps: Tensor,
-    calls: list,
-    lang_idx: list[Tensor],
-    n_langs: int,
+    x: BlockInputs,
     ffn: bool,
     track_sums: bool,
     block_inputs: bool,
@@ -358,41 +403,36 @@ def dense_blocks(
     """Walk all blocks densely: yield (b, block-input stats or None, per-linear stats) per block.
 
     Each block runs once with hooks, writing its outputs into a second buffer that becomes the
-    next block's input, so ``inps`` is overwritten (the caller may reuse it afterwards).
+    next block's input, so ``x.hidden`` is overwritten (the caller may reuse the buffer).
     """
-    outs = torch.empty_like(inps)
+    walk = BlockInputs(x.hidden, x.calls, x.lang_idx, x.n_langs)  # the caller's x keeps its buffer
+    outs = torch.empty_like(walk.hidden)
     for b in tqdm(range(len(plan.blocks)), desc="dense stats", unit="block", disable=not progress):
         block_in = None
         if block_inputs:
-            block_in = LanguageStats.zeros(n_langs, inps.shape[-1], inps.device)
-            block_in.add_batches(inps, lang_idx)
+            block_in = LanguageStats.zeros(walk.n_langs, walk.hidden.shape[-1], walk.hidden.device)
+            block_in.add_batches(walk.hidden, walk.lang_idx)
         stats = collect_block_stats(
             plan.blocks[b],
             plan.linears[b] if linear_stats else {},  # {}: no hooks, a plain forward
             plan.ffn[b] if ffn else None,
-            inps,
-            calls,
-            lang_idx,
-            n_langs,
+            walk,
             f"{plan.path}.{b}.",
             outs,
             track_sums,
         )
         release_memory()
         yield b, block_in, stats
-        inps, outs = outs, inps
+        walk.hidden, outs = outs, walk.hidden
 
 
-def _dense_pass(plan: _Plan, cfg: PruneConfig, inps, calls, lang_idx, calib, progress):
+def _dense_pass(plan: _Plan, cfg: PruneConfig, x: BlockInputs, progress: bool):
     """Per-block allocation scores D_b, and the statistics themselves when pruning uses them."""
     keep_stats = not cfg.sequential and cfg.method != "magnitude"
     D, kept = [], []
     walk = dense_blocks(
         plan,
-        inps,
-        calls,
-        lang_idx,
-        len(calib.languages),
+        x,
         ffn=needs_activity(cfg),
         track_sums=needs_sums(cfg),
         block_inputs=cfg.allocation == "cwl",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mwanda.experiments import RESULTS_DIR, ExperimentConfig, read_record
+from mwanda.study.experiments import RESULTS_DIR, ExperimentConfig, read_record
 
 # Config fields that define "evaluated the same way": a pruned row joins the dense row that
 # matches on all of these (plus language and metric).

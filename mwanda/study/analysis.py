@@ -12,12 +12,11 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from mwanda import allocation, scores
-from mwanda.blocks import capture_inputs
-from mwanda.calibration import CalibrationSet
-from mwanda.config import PruneConfig
-from mwanda.prune import dense_blocks, make_plan
-from mwanda.stats import LanguageStats
+from mwanda.core import allocation, scores
+from mwanda.core.calibration import CalibrationSet
+from mwanda.core.config import PruneConfig
+from mwanda.core.prune import BlockInputs, dense_blocks, make_plan
+from mwanda.core.stats import LanguageStats
 
 
 @dataclass
@@ -32,11 +31,9 @@ class DenseStatistics:
 def dense_statistics(model, calib: CalibrationSet, batch_size: int = 8) -> DenseStatistics:
     """One dense pass over all blocks; statistics moved to the CPU as they are finished."""
     plan = make_plan(model, PruneConfig())
-    inps, calls = capture_inputs(model, calib.input_ids, batch_size)
-    lang_idx = list(calib.lang_index().split(batch_size))
+    x = BlockInputs.capture(model, calib, batch_size)
     block_inputs, linears = [], []
-    n_langs = len(calib.languages)
-    walk = dense_blocks(plan, inps, calls, lang_idx, n_langs, ffn=True, track_sums=True, block_inputs=True)
+    walk = dense_blocks(plan, x, ffn=True, track_sums=True, block_inputs=True)
     for _, block_in, stats in walk:
         block_inputs.append(block_in.to("cpu"))
         linears.append({name: s.to("cpu") for name, s in stats.items()})

@@ -60,7 +60,7 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
             return path, blocks
     raise ModelStructureError(
         f"no decoder blocks found in {type(model).__name__}: looked for {', '.join(BLOCK_PATHS)}. "
-        "Add the attribute path of its block list to mwanda.blocks.BLOCK_PATHS."
+        "Add the attribute path of its block list to mwanda.core.blocks.BLOCK_PATHS."
     )
 
 

@@ -8,7 +8,7 @@ never loses or corrupts earlier ones, and writers of different configs never tou
 Every reader goes through ``read_record``, which checks a record's schema: a damaged file (a copy
 cut short, a hand edit) is recomputed by ``run``, pending for a sweep and skipped by ``results``.
 
-    from mwanda import experiments
+    from mwanda.study import experiments
     rec = experiments.run(experiments.make_config("embedded", method="mwanda", sparsity=0.5))
 
 Within one process the dense model, calibration set and evaluation texts are cached, so a
@@ -33,11 +33,11 @@ from pathlib import Path
 import yaml
 
 from mwanda import data
-from mwanda.calibration import CalibrationSet, build_balanced
-from mwanda.config import ConfigError, PruneConfig, check_types
+from mwanda.core.calibration import CalibrationSet, build_balanced
+from mwanda.core.config import ConfigError, PruneConfig, check_types, param
+from mwanda.core.models import ModelLoadError, resolve_model
 from mwanda.errors import MwandaWarning, UserError
 from mwanda.io import atomic_write_text
-from mwanda.models import ModelLoadError, resolve_model
 
 REPO_ROOT = data.REPO_ROOT
 RESULTS_DIR = REPO_ROOT / "results"
@@ -49,10 +49,37 @@ METHODS = ("dense", "magnitude", "wanda", "ria", "mwanda")
 NOT_IN_KEY = ("batch_size", "device")
 
 
-@dataclass(frozen=True)
-class ExperimentConfig:
-    """Everything that decides one record. Defaults are the embedded profile's (profiles.yaml)."""
+# The pruning fields that keys of SCORING_VERSION 1 records hold. A PruneConfig field added later
+# (include, exclude, ...) is left out of the key while it is at its default, so old records stay
+# valid and a new hyperparameter needs no edit here.
+V1_PRUNE_KEYS = frozenset(
+    [
+        "method",
+        "sparsity",
+        "structure",
+        "comparison",
+        "allocation",
+        "alpha",
+        "beta",
+        "variation",
+        "language_aware",
+        "ria_a",
+        "owl_m",
+        "owl_lambda",
+        "sequential",
+        "seed",
+    ]
+)
 
+
+@dataclass(frozen=True)
+class ExperimentConfig(PruneConfig):
+    """Everything that decides one record: every PruneConfig hyperparameter (inherited, so each
+    is declared once, in ``mwanda.core.config``) plus the model, data and evaluation. Defaults are
+    the embedded profile's (profiles.yaml)."""
+
+    # the one pruning field that differs: "dense" (no pruning) is the baseline of every method
+    method: str = param("wanda", "pruning method, or dense for the unpruned baseline", choices=METHODS)
     profile: str = "embedded"
     model: str = "data/models/tiny-ml-llama"
     corpus: str = "embedded"  # "embedded" (data/corpus) or "hub" (Hugging Face datasets)
@@ -60,25 +87,10 @@ class ExperimentConfig:
     eval_dataset: str | None = None  # hub corpus: evaluation dataset id (FLORES-200)
     dtype: str = "float32"
     device: str = "cpu"
-    # Pruning defaults are PruneConfig's, declared once there (changing one changes record keys).
-    method: str = PruneConfig.method  # or "dense": no pruning, the baseline every method is compared with
-    sparsity: float = PruneConfig.sparsity
-    structure: str = PruneConfig.structure
-    comparison: str = PruneConfig.comparison
-    allocation: str = PruneConfig.allocation
-    alpha: float = PruneConfig.alpha
-    beta: float = PruneConfig.beta
-    variation: str = PruneConfig.variation
-    language_aware: bool = PruneConfig.language_aware
-    ria_a: float = PruneConfig.ria_a
-    owl_m: float = PruneConfig.owl_m
-    owl_lambda: float = PruneConfig.owl_lambda
-    sequential: bool = PruneConfig.sequential
     calib_langs: tuple[str, ...] = ()
     eval_langs: tuple[str, ...] = ()
     nsamples: int = 128
     seqlen: int = 256
-    seed: int = PruneConfig.seed
     eval_split: str = "test"
     eval_max_chars: int | None = 5000
     eval_window: int | None = None  # perplexity window; None: the model's context, at most 2048
@@ -86,6 +98,12 @@ class ExperimentConfig:
     tasks: tuple[str, ...] = ()
     task_limit: int | None = None
     batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        """No checks here (``validate`` does them, with the file's name); lists become tuples."""
+        for f in fields(self):
+            if isinstance(getattr(self, f.name), list):
+                object.__setattr__(self, f.name, tuple(getattr(self, f.name)))
 
     def prune_config(self) -> PruneConfig | None:
         """The PruneConfig of this experiment (None for the dense baseline); validates it."""
@@ -97,6 +115,9 @@ class ExperimentConfig:
     def normalized(self) -> dict:
         """The fields that decide the result; pruning fields are dropped for the dense baseline."""
         d = {k: v for k, v in asdict(self).items() if k not in NOT_IN_KEY}
+        for f in fields(PruneConfig):
+            if f.name not in V1_PRUNE_KEYS and d[f.name] == f.default:
+                del d[f.name]
         d["model_sha256"] = model_fingerprint(self.model)  # new weights at the same path: new records
         if self.method == "dense":
             for f in fields(PruneConfig):
@@ -261,7 +282,7 @@ def validate(cfg: ExperimentConfig) -> None:
     if cfg.nsamples < 1 or cfg.seqlen < 2 or cfg.batch_size < 1:
         raise ConfigError("nsamples, batch_size must be >= 1 and seqlen >= 2.")
     if cfg.tasks:
-        from mwanda import tasks as task_mod
+        from mwanda.evaluation import tasks as task_mod
 
         task_mod.check_tasks(task_list(cfg))
     resolve_model(cfg.model)  # a missing local directory fails now, never as a Hub lookup later
@@ -270,7 +291,7 @@ def validate(cfg: ExperimentConfig) -> None:
 def task_list(cfg: ExperimentConfig) -> list[str]:
     """lm-eval task names of the config's benchmarks (``proxy_continuation``, ``xnli``, ...) for
     the evaluation languages each benchmark covers (xcopa, say, has only a few)."""
-    from mwanda import tasks as task_mod
+    from mwanda.evaluation import tasks as task_mod
 
     table = task_mod.task_table()
     names = []
@@ -420,7 +441,7 @@ def run(
     check_tokenizer(tokenizer, model)
     pruning = None
     if cfg.method != "dense":
-        from mwanda.prune import prune_model
+        from mwanda.core.prune import prune_model
 
         model = copy.deepcopy(model)
         calib = None if cfg.method == "magnitude" and cfg.allocation == "uniform" else _calibration(cfg)
@@ -444,7 +465,7 @@ def run(
 
 def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> tuple[list[dict], dict]:
     """Tidy metric rows {language, metric, value} for the evaluation suite of ``cfg``."""
-    from mwanda.evaluate import context_length, per_language_perplexity
+    from mwanda.evaluation.perplexity import context_length, per_language_perplexity
 
     rows = []
     suites = [(cfg.eval_split, _eval_texts(cfg, cfg.eval_split))]
@@ -461,7 +482,7 @@ def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> 
             ]
     versions = {}
     if cfg.tasks:
-        from mwanda import tasks as task_mod
+        from mwanda.evaluation import tasks as task_mod
 
         out = task_mod.evaluate_tasks(
             model, tokenizer, task_list(cfg), batch_size=cfg.batch_size, limit=cfg.task_limit
@@ -517,7 +538,7 @@ def _dense_model(name: str, dtype: str, device: str):
 
 @functools.lru_cache(maxsize=2)
 def _load_dense(source: Path | str, dtype: str, device: str):
-    from mwanda.models import load_model
+    from mwanda.core.models import load_model
 
     return load_model(source, dtype=dtype, device=device)
 
@@ -560,24 +581,7 @@ def _eval_texts_cached(corpus, dataset, split, langs, max_chars) -> tuple[tuple[
             (lang, data.load_hf_text(dataset, lang=lang, split="devtest", max_chars=max_chars))
             for lang in langs
         )
-    ids = eval_ids(split, max_chars)
-    paragraphs = {lang: data.load_paragraphs(lang, split) for lang in langs}  # read each file once
-    return tuple((lang, "\n\n".join(paragraphs[lang][i] for i in ids)) for lang in langs)
-
-
-@functools.lru_cache(maxsize=8)
-def eval_ids(split: str, max_chars: int | None) -> tuple[str, ...]:
-    """Paragraph ids every embedded language has in ``split``, in id order, as many as fit
-    ``max_chars`` characters of English. So every language, and every subset of languages, is
-    measured on the same content, and a dense baseline joins any pruned run."""
-    common = data.load_parallel(data.languages(), split)
-    ids, size = [], 0
-    for i, text in common["en"].items():
-        if max_chars is not None and ids and size + len(text) > max_chars:
-            break
-        ids.append(i)
-        size += len(text) + 2
-    return tuple(ids)
+    return tuple(data.parallel_text(langs, split, max_chars).items())
 
 
 def _pruning_summary(report) -> dict:
@@ -593,7 +597,7 @@ def _pruning_summary(report) -> dict:
 def _provenance(task_versions: dict) -> dict:
     import importlib.metadata as md
 
-    from mwanda.report import environment_info
+    from mwanda.core.report import environment_info
 
     env = environment_info()
     for pkg in ("lm_eval", "datasets", "tokenizers"):

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import torch
 
+from mwanda import REPO_ROOT
 from mwanda.errors import UserError
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ModelLoadError(UserError, ValueError):

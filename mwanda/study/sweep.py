@@ -16,9 +16,9 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from mwanda import experiments
-from mwanda.config import ConfigError
-from mwanda.experiments import RESULTS_DIR, ExperimentConfig
+from mwanda.core.config import ConfigError
+from mwanda.study import experiments
+from mwanda.study.experiments import RESULTS_DIR, ExperimentConfig
 
 
 def expand(spec: dict) -> list[ExperimentConfig]:
@@ -119,7 +119,7 @@ def run_grid(
     those records with the dense values joined (``results.with_dense``). Scalars in ``grid``
     are fixed values, lists are swept: ``run_grid("smoke", method=["wanda", "mwanda"], sparsity=0.5)``.
     """
-    from mwanda import results
+    from mwanda.study import results
 
     spec = {
         "profile": profile,

@@ -1,13 +1,13 @@
 """Train the embedded tiny multilingual Llama (tokenizer + model) on the embedded corpus.
 
-``python -m mwanda.train_tiny`` reproduces ``data/models/tiny-ml-llama``:
+``mwanda build model`` reproduces ``data/models/tiny-ml-llama``:
 
 1. a byte-level BPE tokenizer (8192 tokens) trained on language-balanced samples
    of the train split;
 2. a ``LlamaForCausalLM`` (RMSNorm, SwiGLU, RoPE, grouped-query attention) trained
    from scratch, sampling languages with a temperature so that the natural
    resource imbalance of the corpus stays visible;
-3. ``python -m mwanda.train_tiny card`` evaluates it (test split and UDHR, next to
+3. ``mwanda build card`` evaluates it (test split and UDHR, next to
    a unigram baseline) and writes ``model_card.md`` and ``eval.json``.
 
 CPU is enough (2 cores, under an hour); a GPU is used when present. Nothing runs
@@ -16,7 +16,6 @@ at import time.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import dataclasses
@@ -250,48 +249,6 @@ def train_loop(
 # --------------------------------------------------------------------------
 
 
-def token_byte_lengths(tokenizer: Any) -> torch.Tensor:
-    """UTF-8 bytes of every token (byte-level BPE: one vocab character per byte)."""
-    lengths = torch.zeros(len(tokenizer), dtype=torch.long)
-    special = set(tokenizer.all_special_ids)
-    for token, idx in tokenizer.get_vocab().items():
-        lengths[idx] = 0 if idx in special else len(token)
-    return lengths
-
-
-def windows(ids: Sequence[int], context: int, max_windows: int | None = None) -> list[list[int]]:
-    """Non-overlapping windows of ``context`` tokens (the last may be shorter, >= 2 tokens)."""
-    out = [list(ids[i : i + context]) for i in range(0, len(ids), context)]
-    out = [w for w in out if len(w) >= 2]
-    return out if max_windows is None else out[:max_windows]
-
-
-@torch.no_grad()
-def window_nll(model: torch.nn.Module, wins: list[list[int]], batch: int = 16) -> torch.Tensor:
-    """Per-predicted-token NLL (nats) of every window, concatenated in order."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(wins), batch):
-        chunk = wins[i : i + batch]
-        width = max(len(w) for w in chunk)
-        ids = torch.zeros(len(chunk), width, dtype=torch.long)
-        mask = torch.zeros(len(chunk), width, dtype=torch.bool)
-        for j, w in enumerate(chunk):
-            ids[j, : len(w)] = torch.tensor(w)
-            mask[j, : len(w)] = True
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        nll = -logp.gather(-1, ids[:, 1:, None].to(device)).squeeze(-1).cpu()
-        out.append(nll[mask[:, 1:]])
-    return torch.cat(out)
-
-
-def predicted_targets(wins: list[list[int]]) -> torch.Tensor:
-    """The tokens scored by ``window_nll`` (all but the first of every window), in order."""
-    return torch.tensor([t for w in wins for t in w[1:]], dtype=torch.long)
-
-
 def unigram_logprobs(train_ids: Sequence[int], vocab_size: int) -> torch.Tensor:
     """Add-one-smoothed unigram log-probabilities over the vocabulary."""
     counts = torch.bincount(torch.tensor(train_ids, dtype=torch.long), minlength=vocab_size)
@@ -299,41 +256,12 @@ def unigram_logprobs(train_ids: Sequence[int], vocab_size: int) -> torch.Tensor:
     return probs.log()
 
 
-def perplexity_report(
-    model: torch.nn.Module,
-    tokenizer: Any,
-    text: str,
-    context: int,
-    unigram: torch.Tensor | None = None,
-    max_windows: int | None = None,
-) -> dict[str, float]:
-    """Token perplexity and bits per byte (model and optional unigram) on ``text``."""
-    wins = windows(encode(tokenizer, text), context, max_windows)
-    nll = window_nll(model, wins)
-    targets = predicted_targets(wins)
-    n_bytes = int(token_byte_lengths_cached(tokenizer)[targets].sum())
-    out = {
-        "tokens": int(targets.numel()),
-        "bytes": n_bytes,
-        "ppl": math.exp(nll.double().mean().item()),
-        "bpb": nll.double().sum().item() / math.log(2) / max(n_bytes, 1),
-    }
-    if unigram is not None:
-        uni = -unigram[targets]
-        out["unigram_ppl"] = math.exp(uni.mean().item())
-        out["unigram_bpb"] = uni.sum().item() / math.log(2) / max(n_bytes, 1)
-    return out
-
-
-_BYTE_LENGTHS: dict[int, torch.Tensor] = {}
-
-
-def token_byte_lengths_cached(tokenizer: Any) -> torch.Tensor:
-    """``token_byte_lengths`` memoised per tokenizer object."""
-    key = id(tokenizer)
-    if key not in _BYTE_LENGTHS:
-        _BYTE_LENGTHS[key] = token_byte_lengths(tokenizer)
-    return _BYTE_LENGTHS[key]
+def unigram_report(tokenizer: Any, text: str, unigram: torch.Tensor) -> dict[str, float]:
+    """The unigram baseline on ``text``, scored on the same tokens as the model (all of them:
+    lm-eval's rolling windows predict every token once) and per byte of the same text."""
+    ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+    nll = -unigram[ids].sum().item()
+    return {"unigram_ppl": math.exp(nll / ids.numel()), "unigram_bpb": nll / math.log(2) / len(text.encode())}
 
 
 # --------------------------------------------------------------------------
@@ -403,26 +331,40 @@ def load(model_dir: Path = MODEL_DIR) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not (model_dir / "model.safetensors").exists():
-        raise FileNotFoundError(
-            f"{model_dir}/model.safetensors is missing; run `python -m mwanda.train_tiny`"
-        )
+        raise FileNotFoundError(f"{model_dir}/model.safetensors is missing; run `mwanda build model`")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
     return model.eval(), tokenizer
 
 
+# The card measures exactly what the embedded profile's dense record (notebook 00) measures: the
+# same parallel text, window and batch size, through mwanda.evaluation.perplexity. A test keeps
+# these equal to profiles.yaml.
+CARD_MAX_CHARS = 5000  # embedded profile: eval_max_chars
+CARD_BATCH_SIZE = 16  # embedded profile: batch_size
+CARD_WINDOW = 256  # the model's context: min(context, 2048), as the runner
+
+
 def evaluate(
-    model: torch.nn.Module, tokenizer: Any, langs: Sequence[str], max_windows: int | None
+    model: torch.nn.Module, tokenizer: Any, langs: Sequence[str], max_chars: int | None = CARD_MAX_CHARS
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """lang -> {test, udhr} -> perplexity report (unigram from that language's train tokens)."""
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    """lang -> {test, udhr} -> perplexity and bits per byte, with the unigram baseline (fitted on
+    that language's calibration-split tokens) on the same text."""
+    from mwanda.evaluation.perplexity import per_language_perplexity
+
+    results: dict[str, dict[str, dict[str, float]]] = {lang: {} for lang in langs}
+    for split in ("test", "udhr"):
+        texts = data.parallel_text(langs, split, max_chars)
+        res = per_language_perplexity(model, tokenizer, texts, CARD_WINDOW, None, CARD_BATCH_SIZE, False)
+        for lang in langs:
+            results[lang][split] = res[lang].to_dict()
     for lang in langs:
-        unigram = unigram_logprobs(encode(tokenizer, data.load_text(lang, "train")), len(tokenizer))
-        results[lang] = {
-            split: perplexity_report(model, tokenizer, data.load_text(lang, split), 256, unigram, max_windows)
-            for split in ("test", "udhr")
-        }
-        print(f"[card] {lang}: {results[lang]['test']['ppl']:.2f}", file=sys.stderr)
+        # fitted on the calibration split: committed (train is not), disjoint from test and UDHR
+        unigram = unigram_logprobs(encode(tokenizer, data.load_text(lang, "calib")), len(tokenizer))
+        for split in ("test", "udhr"):
+            text = data.parallel_text([lang], split, max_chars)[lang]
+            results[lang][split] |= unigram_report(tokenizer, text, unigram)
+        print(f"[card] {lang}: {results[lang]['test']['bpb']:.3f} bits per byte", file=sys.stderr)
     return results
 
 
@@ -448,26 +390,15 @@ def samples(
     return out
 
 
-# Windows used by tests/test_train_tiny.py to re-check the card numbers quickly.
-CHECK_LANGS = ("en", "ja", "hi")
-CHECK_WINDOWS = 4
-
-
-def write_card(model_dir: Path = MODEL_DIR, max_windows: int | None = 200) -> dict[str, Any]:
+def write_card(model_dir: Path = MODEL_DIR, max_chars: int | None = CARD_MAX_CHARS) -> dict[str, Any]:
     """Evaluate the saved model and write ``eval.json`` and ``model_card.md``."""
     torch.set_num_threads(2)
     model, tokenizer = load(model_dir)
     meta = json.loads((model_dir / "training_meta.json").read_text(encoding="utf-8"))
     langs = data.languages()
-    results = evaluate(model, tokenizer, langs, max_windows)
-    check = {
-        lang: perplexity_report(model, tokenizer, data.load_text(lang, "test"), 256, None, CHECK_WINDOWS)[
-            "ppl"
-        ]
-        for lang in CHECK_LANGS
-    }
+    results = evaluate(model, tokenizer, langs, max_chars)
     gen = {lang: samples(model, tokenizer, lang) for lang in langs}
-    report = {"max_windows": max_windows, "results": results, "check": check, "samples": gen}
+    report = {"max_chars": max_chars, "window": CARD_WINDOW, "results": results, "samples": gen}
     (model_dir / "eval.json").write_text(
         json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
     )
@@ -477,9 +408,12 @@ def write_card(model_dir: Path = MODEL_DIR, max_windows: int | None = 200) -> di
 
 def render_card(meta: dict[str, Any], report: dict[str, Any]) -> str:
     """Markdown model card from the training metadata and evaluation report."""
+    return "\n".join(_card_training(meta) + _card_perplexity(meta, report) + _card_samples(report))
+
+
+def _card_training(meta: dict[str, Any]) -> list[str]:
     cfg = meta["config"]
-    table = data.language_table()
-    lines = [
+    return [
         "# tiny-ml-llama",
         "",
         "A tiny multilingual `LlamaForCausalLM` trained from scratch on the embedded M-Wanda",
@@ -503,13 +437,22 @@ def render_card(meta: dict[str, Any], report: dict[str, Any]) -> str:
         f"({meta['torch_threads']} thread(s), {meta['tokens_seen'] / meta['train_seconds']:,.0f} "
         f"tokens/s), seed {cfg['seed']}",
         "- Weights: float16 safetensors; loss curve in `training_log.csv`",
-        "- Reproduce: `python -m mwanda.train_tiny` then `python -m mwanda.train_tiny card`",
+        "- Reproduce: `mwanda build model` then `mwanda build card` (`make model`)",
         "",
+    ]
+
+
+def _card_perplexity(meta: dict[str, Any], report: dict[str, Any]) -> list[str]:
+    table = data.language_table()
+    lines = [
         "## Perplexity (dense)",
         "",
-        "Token perplexity and bits per byte with non-overlapping 256-token windows "
-        f"(at most {report['max_windows']} windows per language); unigram = add-one-smoothed "
-        "unigram over the language's train tokens, scored on the same tokens.",
+        f"Token perplexity and bits per byte with lm-eval's rolling {report['window']}-token windows "
+        "(`mwanda.evaluation.perplexity`, every token predicted once) on the embedded profile's "
+        f"evaluation text: the parallel paragraphs that fit {report['max_chars']:,} characters of "
+        "English, the same in every language, so these are the dense numbers of notebook 00. "
+        "Unigram = add-one-smoothed unigram over the language's calibration-split tokens "
+        "(committed, unlike train), on the same text.",
         "",
         "| lang | role | train tokens | p(sample) | test ppl | unigram ppl | test bpb "
         "| unigram bpb | UDHR ppl | UDHR unigram ppl |",
@@ -522,7 +465,11 @@ def render_card(meta: dict[str, Any], report: dict[str, Any]) -> str:
             f"{meta['sampling_probs'][lang]:.3f} | {t['ppl']:.2f} | {t['unigram_ppl']:.1f} | "
             f"{t['bpb']:.3f} | {t['unigram_bpb']:.3f} | {u['ppl']:.2f} | {u['unigram_ppl']:.1f} |"
         )
-    lines += [
+    return lines
+
+
+def _card_samples(report: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Samples",
         "",
@@ -542,31 +489,8 @@ def render_card(meta: dict[str, Any], report: dict[str, Any]) -> str:
         "It is a test object for pruning methods, not a useful language model.",
         "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def _md(text: str) -> str:
     return text.replace("\n", " ⏎ ").replace("|", "\\|").replace("*", "\\*")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m mwanda.train_tiny [train] [--steps N] [--out DIR]`` or ``card``."""
-    parser = argparse.ArgumentParser(prog="python -m mwanda.train_tiny")
-    parser.add_argument("cmd", nargs="?", default="train", choices=["train", "card"])
-    parser.add_argument("--out", type=Path, default=MODEL_DIR)
-    parser.add_argument("--steps", type=int, default=None, help="override max_steps")
-    parser.add_argument("--max-windows", type=int, default=200, help="card: windows per language")
-    args = parser.parse_args(argv)
-    if args.cmd == "card":
-        write_card(args.out, args.max_windows)
-        return 0
-    cfg = TinyConfig()
-    if args.steps is not None:
-        cfg = dataclasses.replace(cfg, max_steps=args.steps)
-    meta = train(cfg, args.out)
-    print(json.dumps({k: meta[k] for k in ("parameters", "tokens_seen", "train_seconds")}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.ticker import PercentFormatter
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from mwanda import REPO_ROOT
+
 FIGURES_DIR = REPO_ROOT / "figures"
 # One colour per method, fixed across every figure of the repository.
 AXIS_LABELS = {
