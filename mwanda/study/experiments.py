@@ -49,10 +49,10 @@ METHODS = ("dense", "magnitude", "wanda", "ria", "mwanda")
 NOT_IN_KEY = ("batch_size", "device")
 
 
-# The pruning fields that keys of SCORING_VERSION 1 records hold. A PruneConfig field added later
-# (include, exclude, ...) is left out of the key while it is at its default, so old records stay
-# valid and a new hyperparameter needs no edit here.
-V1_PRUNE_KEYS = frozenset(
+# The fields that keys of SCORING_VERSION 1 records hold. A field added later (include, exclude,
+# the Hub revisions, ...) is left out of the key while it is at its default, so old records stay
+# valid and a new field needs no edit here.
+V1_KEYS = frozenset(
     [
         "method",
         "sparsity",
@@ -68,6 +68,24 @@ V1_PRUNE_KEYS = frozenset(
         "owl_lambda",
         "sequential",
         "seed",
+        "profile",
+        "model",
+        "corpus",
+        "calib_dataset",
+        "eval_dataset",
+        "dtype",
+        "device",
+        "calib_langs",
+        "eval_langs",
+        "nsamples",
+        "seqlen",
+        "eval_split",
+        "eval_max_chars",
+        "eval_window",
+        "udhr",
+        "tasks",
+        "task_limit",
+        "batch_size",
     ]
 )
 
@@ -84,7 +102,12 @@ class ExperimentConfig(PruneConfig):
     model: str = "data/models/tiny-ml-llama"
     corpus: str = "embedded"  # "embedded" (data/corpus) or "hub" (Hugging Face datasets)
     calib_dataset: str | None = None  # hub corpus: calibration dataset id
-    eval_dataset: str | None = None  # hub corpus: evaluation dataset id (FLORES-200)
+    eval_dataset: str | None = None  # hub corpus: evaluation dataset id (FLORES+)
+    # Hub revisions (branch, tag or commit) of the model and datasets; a Hub model's key holds the
+    # commit its revision resolves to, so new weights under the same name never reuse old records.
+    model_revision: str | None = None
+    calib_revision: str | None = None
+    eval_revision: str | None = None
     dtype: str = "float32"
     device: str = "cpu"
     calib_langs: tuple[str, ...] = ()
@@ -115,19 +138,20 @@ class ExperimentConfig(PruneConfig):
     def normalized(self) -> dict:
         """The fields that decide the result; pruning fields are dropped for the dense baseline."""
         d = {k: v for k, v in asdict(self).items() if k not in NOT_IN_KEY}
-        for f in fields(PruneConfig):
-            if f.name not in V1_PRUNE_KEYS and d[f.name] == f.default:
+        for f in fields(self):
+            if f.name not in V1_KEYS and f.name in d and d[f.name] == f.default:
                 del d[f.name]
-        d["model_sha256"] = model_fingerprint(self.model)  # new weights at the same path: new records
+        # new weights at the same path (or a new commit under the same Hub name): new records
+        d["model_sha256"] = model_fingerprint(self.model, self.model_revision)
         if self.method == "dense":
             for f in fields(PruneConfig):
                 d.pop(f.name, None)
-            for k in ("calib_langs", "nsamples", "seqlen", "calib_dataset"):
-                d.pop(k)
+            for k in ("calib_langs", "nsamples", "seqlen", "calib_dataset", "calib_revision"):
+                d.pop(k, None)
             d["method"] = "dense"
         elif self.method == "magnitude" and self.allocation == "uniform":
-            for k in ("calib_langs", "nsamples", "seqlen", "seed", "calib_dataset"):
-                d.pop(k)  # uniform magnitude pruning reads no calibration data
+            for k in ("calib_langs", "nsamples", "seqlen", "seed", "calib_dataset", "calib_revision"):
+                d.pop(k, None)  # uniform magnitude pruning reads no calibration data
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     def key(self) -> str:
@@ -145,18 +169,27 @@ TUPLE_FIELDS = tuple(
 )
 
 
-def model_fingerprint(model: str) -> str | None:
-    """SHA-256 over a local model directory's config and weight files (None for a Hub id, whose
-    name stands for itself). The directory is the one ``resolve_model`` gives the loader, so the
-    hash covers the weights evaluated whatever the working directory; a missing local path raises
-    ModelLoadError rather than falling back to the Hub."""
+def model_fingerprint(model: str, revision: str | None = None) -> str:
+    """SHA-256 over a local model directory's config and weight files, or for a Hub id the commit
+    its ``revision`` resolves to (from the local cache offline, else asked of the Hub). The
+    directory is the one ``resolve_model`` gives the loader, so the hash covers the weights
+    evaluated whatever the working directory; a missing local path raises ModelLoadError rather
+    than falling back to the Hub."""
     source = resolve_model(model)
     if not isinstance(source, Path):
-        return None
+        return _hub_commit(source, revision)
     files = [source / "config.json", *sorted(source.glob("*.safetensors")), *sorted(source.glob("*.bin"))]
     files = [f for f in files if f.exists()]
     stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
     return _files_sha256(tuple(files), stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _hub_commit(repo_id: str, revision: str | None) -> str:
+    """Cached per process: a sweep resolves its model's revision once."""
+    from mwanda.core.models import hub_revision
+
+    return hub_revision(repo_id, revision)
 
 
 @functools.lru_cache(maxsize=16)
@@ -437,7 +470,7 @@ def run(
         return cached
     start = time.perf_counter()
     _eval_texts(cfg, cfg.eval_split)  # a missing dataset fails here, before the model is loaded
-    model, tokenizer = _dense_model(cfg.model, cfg.dtype, cfg.device)
+    model, tokenizer = _dense_model(cfg.model, cfg.dtype, cfg.device, cfg.model_revision)
     check_tokenizer(tokenizer, model)
     pruning = None
     if cfg.method != "dense":
@@ -522,7 +555,7 @@ def check_tokenizer(tokenizer, model) -> None:
 
 def dense_model(cfg: ExperimentConfig):
     """(model, tokenizer) of ``cfg``, loaded once per process. Do not modify: deepcopy first."""
-    return _dense_model(cfg.model, cfg.dtype, cfg.device)
+    return _dense_model(cfg.model, cfg.dtype, cfg.device, cfg.model_revision)
 
 
 def calibration_set(cfg: ExperimentConfig) -> CalibrationSet:
@@ -530,57 +563,50 @@ def calibration_set(cfg: ExperimentConfig) -> CalibrationSet:
     return _calibration(cfg)
 
 
-def _dense_model(name: str, dtype: str, device: str):
+def _dense_model(name: str, dtype: str, device: str, revision: str | None = None):
     """Resolved like ``model_fingerprint``, and cached on the resolved directory: the weights
     loaded are the ones hashed into the key, even after the working directory changes."""
-    return _load_dense(resolve_model(name), dtype, device)
+    return _load_dense(resolve_model(name), dtype, device, revision)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_dense(source: Path | str, dtype: str, device: str):
+def _load_dense(source: Path | str, dtype: str, device: str, revision: str | None = None):
     from mwanda.core.models import load_model
 
-    return load_model(source, dtype=dtype, device=device)
+    return load_model(source, dtype=dtype, device=device, revision=revision)
 
 
 def _calibration(cfg: ExperimentConfig) -> CalibrationSet:
-    return _calibration_cached(
-        resolve_model(cfg.model),
-        cfg.dtype,
-        cfg.device,
-        cfg.corpus,
-        cfg.calib_dataset,
-        cfg.calib_langs,
-        cfg.nsamples,
-        cfg.seqlen,
-        cfg.seed,
-    )
+    model = (resolve_model(cfg.model), cfg.dtype, cfg.device, cfg.model_revision)
+    source = (cfg.corpus, cfg.calib_dataset, cfg.calib_revision)
+    return _calibration_cached(model, source, cfg.calib_langs, cfg.nsamples, cfg.seqlen, cfg.seed)
 
 
 @functools.lru_cache(maxsize=4)
-def _calibration_cached(
-    model, dtype, device, corpus, dataset, langs, nsamples, seqlen, seed
-) -> CalibrationSet:
-    _, tokenizer = _dense_model(model, dtype, device)
+def _calibration_cached(model: tuple, source: tuple, langs, nsamples, seqlen, seed) -> CalibrationSet:
+    """``model``: (source, dtype, device, revision); ``source``: (corpus, dataset, revision)."""
+    _, tokenizer = _dense_model(*model)
+    corpus, dataset, revision = source
     if corpus == "embedded":
         texts = {lang: data.load_text(lang, "calib") for lang in langs}
-    else:  # enough text for nsamples windows per language, streamed
+    else:  # enough text for nsamples windows per language, streamed, in the dataset's own schema
         chars = seqlen * 16 * max(1, nsamples // len(langs))
-        texts = {lang: data.load_hf_text(dataset, lang=lang, max_chars=chars) for lang in langs}
+        texts = {lang: data.load_hub_text(dataset, lang, "calib", chars, revision) for lang in langs}
     return build_balanced(texts, tokenizer, nsamples, seqlen, seed)
 
 
 def _eval_texts(cfg: ExperimentConfig, split: str) -> dict[str, str]:
-    return dict(_eval_texts_cached(cfg.corpus, cfg.eval_dataset, split, cfg.eval_langs, cfg.eval_max_chars))
+    source = (cfg.corpus, cfg.eval_dataset, cfg.eval_revision)
+    return dict(_eval_texts_cached(source, split, cfg.eval_langs, cfg.eval_max_chars))
 
 
 @functools.lru_cache(maxsize=8)
-def _eval_texts_cached(corpus, dataset, split, langs, max_chars) -> tuple[tuple[str, str], ...]:
+def _eval_texts_cached(source: tuple, split, langs, max_chars) -> tuple[tuple[str, str], ...]:
+    """``source``: (corpus, dataset, revision). Hub text is read in the dataset's own schema:
+    FLORES+ configs by ISO 639-3 + script, 'test' as its 'devtest' split, the 'text' field."""
+    corpus, dataset, revision = source
     if corpus == "hub":
-        return tuple(
-            (lang, data.load_hf_text(dataset, lang=lang, split="devtest", max_chars=max_chars))
-            for lang in langs
-        )
+        return tuple((lang, data.load_hub_text(dataset, lang, split, max_chars, revision)) for lang in langs)
     return tuple(data.parallel_text(langs, split, max_chars).items())
 
 
