@@ -14,7 +14,6 @@ splits the same content the same way; ``mwanda.data`` reads the result.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import html.parser
@@ -36,19 +35,18 @@ from typing import Any
 from mwanda.data import (
     CACHE_DIR,
     CORPUS_DIR,
-    DataError,
     HELP_SPLITS,
     LANGUAGES_FILE,
     MANIFEST_NAME,
     REBUILD_HINT,
     SPLITS,
+    DataError,
     _check_lang,
     _read_manifest,
     _verified,
     corpus_file,
     language_table,
     normalize,
-    read_manifest,
     sha256_file,
 )
 from mwanda.errors import UserError
@@ -57,6 +55,7 @@ from mwanda.io import swap_in_dir
 
 class SourceError(UserError, RuntimeError):
     """A source package could not be fetched or unpacked; the message names the fix."""
+
 
 # Fractions of help *pages*: calibration and test need enough tokens per
 # language (Wanda-style calibration uses ~100 sequences), train gets the rest.

@@ -16,7 +16,6 @@ They are proxies: they measure how well a model continues text in each language,
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import json
@@ -24,7 +23,6 @@ import math
 import random
 import re
 import shutil
-import sys
 import tempfile
 import unicodedata
 from collections.abc import Sequence
