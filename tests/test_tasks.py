@@ -14,6 +14,7 @@ from conftest import byte_bpe_tokenizer, tiny_model
 from mwanda.build import proxy_tasks
 from mwanda.build.proxy_tasks import build_proxy_tasks, is_unspaced, make_items, proxy_configs, split_text
 from mwanda.data import language_table, load_paragraphs, load_text
+from mwanda.evaluation import tasks as tasks_mod
 from mwanda.evaluation.tasks import (
     PROXY_KINDS,
     TASKS_DIR,
@@ -223,3 +224,13 @@ def test_lm_eval_accuracy_matches_direct_computation(tokenizer):
         assert row["acc"] == pytest.approx(sum(acc) / limit)
         assert row["acc_norm"] == pytest.approx(sum(acc_norm) / limit)
         assert math.isfinite(row["acc_stderr"])
+
+
+def test_lm_eval_batch_size_is_auto_on_cuda_only():
+    assert tasks_mod.lm_eval_batch_size(tiny_model("llama", layers=1), 16) == 16
+
+    class OnCuda(torch.nn.Module):  # no GPU here: a module whose parameter says it is on one
+        def parameters(self):
+            yield type("Param", (), {"device": torch.device("cuda", 0)})()
+
+    assert tasks_mod.lm_eval_batch_size(OnCuda(), 16) == "auto"

@@ -83,6 +83,7 @@ def make_plan(model: nn.Module, cfg: PruneConfig) -> _Plan:
             f"no prunable linear (nn.Linear, Conv1D) inside {path}.* matches include={list(cfg.include)} "
             f"exclude={list(cfg.exclude)}; loosen the patterns."
         )
+    _check_not_offloaded(path, linears)
     check_finite(model)
     plan = _Plan(path, blocks, linears, [ffn_pair(blk) for blk in blocks])
     plan.coverage = _coverage(plan)
@@ -124,6 +125,21 @@ def _check_layer(name: str, W: Tensor, cfg: PruneConfig) -> None:
         raise ModelStructureError(
             f"{name} has {W.shape[1]} inputs, not a multiple of {cfg.nm[1]}, so {cfg.structure} groups "
             f"do not fit; keep it dense with --exclude '{name}' or prune unstructured."
+        )
+
+
+def _check_not_offloaded(path: str, linears: list[dict[str, nn.Module]]) -> None:
+    """Weights that accelerate offloaded (device_map with "disk" or CPU offload) sit on the meta
+    device and are paged in per forward pass: pruning them in place would change nothing."""
+    offloaded = sorted(
+        {f"{path}.{b}" for b, lins in enumerate(linears) for lin in lins.values() if lin.weight.is_meta}
+    )
+    if offloaded:
+        raise ModelStructureError(
+            f"{len(offloaded)} block(s) are offloaded by device_map ({', '.join(offloaded[:3])}"
+            f"{', ...' if len(offloaded) > 3 else ''}): mwanda prunes weights in place and cannot write "
+            "them back to the offloaded store. Load the model without offload (more GPU or CPU memory, "
+            "or --device cpu)."
         )
 
 

@@ -215,11 +215,18 @@ def _quiet_custom_dataset_note() -> Iterator[None]:
         logger.removeFilter(note)
 
 
+def lm_eval_batch_size(model: Any, batch_size: int) -> int | str:
+    """``"auto"`` when the model computes on a GPU (lm-eval then finds the largest batch that
+    fits, as the paper-scale runs need), else ``batch_size`` (CPU: memory is the limit we set)."""
+    first = next(model.parameters(), None)
+    return "auto" if first is not None and first.device.type == "cuda" else batch_size
+
+
 def evaluate_tasks(
     model: Any,
     tokenizer: Any,
     tasks: Sequence[str],
-    batch_size: int = 8,
+    batch_size: int | str = 8,
     limit: int | float | None = None,
     include_path: Path | str | None = TASKS_DIR,
     max_length: int | None = None,

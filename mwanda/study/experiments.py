@@ -517,8 +517,9 @@ def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> 
     if cfg.tasks:
         from mwanda.evaluation import tasks as task_mod
 
+        batch_size = task_mod.lm_eval_batch_size(model, cfg.batch_size)  # "auto" on CUDA
         out = task_mod.evaluate_tasks(
-            model, tokenizer, task_list(cfg), batch_size=cfg.batch_size, limit=cfg.task_limit
+            model, tokenizer, task_list(cfg), batch_size=batch_size, limit=cfg.task_limit
         )
         for r in out["rows"]:
             rows += [
