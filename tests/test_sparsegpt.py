@@ -416,3 +416,12 @@ def test_registry_names_every_method_once():
     assert aware.needs(
         PruneConfig(method="sparsegpt", language_aware=True, beta=1.0, variation="anova")
     ) == methods.Needs(sums=True, activity=True, hessian=True, balanced=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_models(dtype):
+    """Hessians and updates in float64 whatever the model's dtype; weights cast back to it."""
+    model, calib = tiny_model("llama", layers=2, dtype=dtype), tiny_calib()
+    report = prune_model(model, calib, PruneConfig(method="sparsegpt", structure="2:4"), progress=False)
+    assert report.achieved_sparsity == 0.5 and model.model.layers[0].mlp.down_proj.weight.dtype == dtype
+    assert torch.isfinite(model(calib.input_ids).logits).all()

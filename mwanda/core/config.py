@@ -43,8 +43,8 @@ class PruneConfig:
     (``ExperimentConfig``) take their flags, defaults, help and checks from these declarations.
     """
 
-    # the paper's baseline; "mwanda" adds language-aware statistics
-    method: str = param("wanda", "pruning score", choices=METHODS)
+    # the paper's baseline; "mwanda" adds language-aware statistics; "sparsegpt" updates weights too
+    method: str = param("wanda", "pruning method (scores, or SparseGPT's masks and updates)", choices=METHODS)
     # 50% unstructured is the paper's headline setting
     sparsity: float = param(0.5, "fraction of weights pruned", low=0.0, high=1.0, open_high=True)
     # or "2:4" / "4:8" (N:M, hardware-friendly); any N:M works
