@@ -19,7 +19,8 @@ reconstruction error H = 2/N sum_t x_t x_t^T [d_in, d_in]:
    update delta = -(w_p / [H^-1]_pp) [H^-1]_p,:); the block's errors reach the later columns in
    one matrix product (the paper's lazy batch updates, Alg. 1).
 
-Everything here runs in float64 (W and H are copied to it by the caller): the update chains
+Everything here runs in float64 (``sparsegpt`` copies W to it; H arrives as a float64 copy,
+accumulated in float64 by ``stats.add_hessian``): the update chains
 d_in dependent corrections through a Cholesky inverse whose error grows with H's condition
 number, and float64 keeps that error far below any mask decision on every model size we run.
 
@@ -46,7 +47,7 @@ from mwanda.core.scores import lowest
 
 Tensor = torch.Tensor
 
-# Dampening is raised 10x per failed Cholesky, at most this many times in all (1% -> 10, 100...).
+# Cholesky attempts per layer, dampening 10x more each time (default: 0.01, 0.1, 1, 10).
 MAX_DAMPING_TRIES = 4
 
 
