@@ -72,7 +72,7 @@ def test_keys_are_stable_and_normalized(model_dir):
     "overrides,message",
     [
         ({"methd": "wanda"}, "unknown config key(s) ['methd']"),
-        ({"method": "sparsegpt"}, "choose one of dense"),
+        ({"method": "wanda2"}, "choose one of dense"),
         ({"eval_langs": ["de", "xx"]}, "unknown language(s) ['xx']"),
         ({"calib_langs": ["klingon"]}, "unknown language(s) ['klingon']"),
         ({"eval_split": "train"}, "use 'dev' (tuning) or 'test'"),
@@ -320,8 +320,8 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path, text, where, problem):
 
 def test_grid_file_errors_name_the_file(tmp_path):
     path = tmp_path / "grid.yaml"
-    path.write_text("profile: smoke\ngrid: {method: [wanda, sparsegpt]}\n")
-    with pytest.raises(ConfigError, match=re.escape(f"{path}: method='sparsegpt' is not supported")):
+    path.write_text("profile: smoke\ngrid: {method: [wanda, wanda2]}\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: method='wanda2' is not supported")):
         sweep.load_grid(path)
     path.write_text("profile: smoke\nbase: {method: wanda}\ngrid: {method: [dense]}\n")
     with pytest.raises(ConfigError, match=re.escape(f"{path}: ['method'] are in both base and grid")):

@@ -142,7 +142,7 @@ def test_capture_keeps_equal_call_tensors_once():
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("method", ["magnitude", "wanda", "ria", "mwanda"])
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "ria", "mwanda", "sparsegpt"])
 def test_every_layout_and_method_prunes_exact_row_counts(arch, method, calib):
     model = tiny_model(arch)
     embeddings = (model.get_input_embeddings().weight.clone(), model.get_output_embeddings().weight.clone())

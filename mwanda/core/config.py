@@ -14,7 +14,10 @@ from dataclasses import Field, asdict, dataclass, field, fields
 
 from mwanda.errors import UserError
 
-METHODS = ("magnitude", "wanda", "ria", "mwanda")
+# Implementations: mwanda.core.methods (its registry must name exactly these).
+METHODS = ("magnitude", "wanda", "ria", "mwanda", "sparsegpt")
+# Methods that take --language-aware (M-Wanda's statistics in their own score or saliency).
+LANGUAGE_AWARE_METHODS = ("ria", "sparsegpt")
 STRUCTURES = ("unstructured", "2:4", "4:8")
 COMPARISONS = ("row", "layer")
 ALLOCATIONS = ("uniform", "owl", "cwl")
@@ -40,8 +43,8 @@ class PruneConfig:
     (``ExperimentConfig``) take their flags, defaults, help and checks from these declarations.
     """
 
-    # the paper's baseline; "mwanda" adds language-aware statistics
-    method: str = param("wanda", "pruning score", choices=METHODS)
+    # the paper's baseline; "mwanda" adds language-aware statistics; "sparsegpt" updates weights too
+    method: str = param("wanda", "pruning method (scores, or SparseGPT's masks and updates)", choices=METHODS)
     # 50% unstructured is the paper's headline setting
     sparsity: float = param(0.5, "fraction of weights pruned", low=0.0, high=1.0, open_high=True)
     # or "2:4" / "4:8" (N:M, hardware-friendly); any N:M works
@@ -57,14 +60,22 @@ class PruneConfig:
     beta: float = param(0.0, "M-Wanda: weight of FFN activation probability P_j", low=0.0)
     # V_j definition: "rms_cv" (cheap, scale-free) or "anova"
     variation: str = param("rms_cv", "M-Wanda: definition of V_j", choices=VARIATIONS)
-    # with method="ria": use M-Wanda's activation term
-    language_aware: bool = param(False, "RIA with M-Wanda's activation term")
+    # ria: M-Wanda's activation term; sparsegpt: language-balanced Hessian and M-Wanda's terms
+    # in the saliency (this repository's extension)
+    language_aware: bool = param(False, "RIA or SparseGPT with M-Wanda's language statistics")
     # RIA's paper default
     ria_a: float = param(0.5, "RIA activation exponent a", low=0.0)
     # OWL paper default; M = 0 would count every weight as an outlier
     owl_m: float = param(5.0, "OWL outlier threshold M (x mean score)", low=0.0, open_low=True)
     # OWL default; block sparsities span 2 x lambda, so lambda < 0.5 or they cannot fit in [0, 1)
     owl_lambda: float = param(0.08, "OWL/CWL spread lambda", low=0.0, high=0.5, open_high=True)
+    # SparseGPT's paper default: 1% of the mean Hessian diagonal (raised 10x while H + lambda I
+    # is not positive definite); 0 would leave a rank-deficient H uninvertible
+    percdamp: float = param(
+        0.01, "SparseGPT: dampening, a fraction of the mean Hessian diagonal", low=0.0, open_low=True
+    )
+    # SparseGPT's paper default: columns per lazy-update block (and mask selection)
+    blocksize: int = param(128, "SparseGPT: columns per block", low=1)
     # prune block b on inputs from already-pruned blocks < b (as Wanda)
     sequential: bool = param(True, "statistics from the already-pruned blocks' outputs")
     include: tuple[str, ...] = param((), "fnmatch patterns of linear names to prune (empty: all)")
@@ -183,10 +194,27 @@ def validate(cfg: PruneConfig) -> None:
                 f"allocation={cfg.allocation!r} gives blocks different sparsities, which N:M "
                 "cannot express; use --allocation uniform with N:M structures."
             )
-    if cfg.language_aware and cfg.method != "ria":
+    if cfg.language_aware and cfg.method not in LANGUAGE_AWARE_METHODS:
         raise ConfigError(
-            "language_aware only applies to method='ria' (RIA with M-Wanda's activation term); "
-            "method='mwanda' is already language-aware."
+            "language_aware only applies to method='ria' (RIA with M-Wanda's activation term) or "
+            "method='sparsegpt' (language-balanced Hessian); method='mwanda' is already language-aware."
+        )
+    if cfg.method == "sparsegpt":
+        _validate_sparsegpt(cfg)
+
+
+def _validate_sparsegpt(cfg: PruneConfig) -> None:
+    """SparseGPT's N:M groups must not straddle its blocks, and its Hessians come from the pruned
+    prefix: holding every block's dense Hessians at once (--no-sequential) would cost L x d^2."""
+    if cfg.nm is not None and cfg.blocksize % cfg.nm[1]:
+        raise ConfigError(
+            f"structure {cfg.structure} groups {cfg.nm[1]} inputs, which do not tile blocks of "
+            f"blocksize={cfg.blocksize}; set --blocksize to a multiple of {cfg.nm[1]} (e.g. 128)."
+        )
+    if not cfg.sequential:
+        raise ConfigError(
+            "method='sparsegpt' is sequential only (every block's dense Hessians at once would not fit "
+            "in memory); drop --no-sequential."
         )
 
 

@@ -6,7 +6,11 @@ block b is run again with the pruned weights to produce the inputs of block b + 
 
 Non-uniform allocation (OWL, CWL) first needs every block's score D_b, from one dense pass over
 all blocks; ``sequential=False`` prunes every block with the statistics of that same dense pass.
-Memory: the model, two activation buffers [N, T, d] and the statistics of one block.
+Memory: the model, two activation buffers [N, T, d] and the statistics of one block (for
+SparseGPT, that block's d_in x d_in Hessians, freed before the next block).
+
+What is pruned how is the method's business (``methods.py``): the loop asks it which statistics
+to collect and hands it one linear at a time, so it never changes when a method is added.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from mwanda.core import allocation, scores
+from mwanda.core import allocation, methods, scores
 from mwanda.core.blocks import (
     BlockCall,
     ModelStructureError,
@@ -42,7 +46,7 @@ from mwanda.core.blocks import (
 from mwanda.core.calibration import CalibrationSet
 from mwanda.core.config import ConfigError, PruneConfig
 from mwanda.core.report import PruningReport, environment_info
-from mwanda.core.stats import BlockStatsCollector, LanguageStats, StatsError
+from mwanda.core.stats import BlockStatsCollector, LanguageStats
 from mwanda.errors import MwandaWarning
 
 Tensor = torch.Tensor
@@ -167,36 +171,9 @@ def coverage_warnings(coverage: dict) -> list[str]:
     return out
 
 
-def needs_activity(cfg: PruneConfig) -> bool:
-    """Only M-Wanda's P_j term (beta > 0) needs FFN activity counts."""
-    language_aware = cfg.method == "mwanda" or cfg.language_aware
-    return language_aware and cfg.beta > 0
-
-
-def needs_sums(cfg: PruneConfig) -> bool:
-    """Only ANOVA variation needs per-language sums of x (CWL computes its own from block inputs)."""
-    language_aware = cfg.method == "mwanda" or cfg.language_aware
-    return language_aware and cfg.alpha > 0 and cfg.variation == "anova"
-
-
-def layer_score(W: Tensor, st: LanguageStats | None, cfg: PruneConfig, is_ffn_down: bool) -> Tensor:
-    """Score of one linear under ``cfg.method`` (see scores.py for the formulas)."""
-    if cfg.method == "magnitude":
-        return scores.magnitude(W)
-    if cfg.method == "mwanda" or cfg.language_aware:
-        act = scores.mwanda_activation(
-            st.counts,
-            st.sumsq,
-            st.sums,
-            st.active if is_ffn_down else None,
-            cfg.alpha,
-            cfg.beta,
-            cfg.variation,
-        )
-    else:
-        act = scores.wanda_activation(st.sumsq)
-    act = act.to(W.device)
-    return scores.ria(W, act, cfg.ria_a) if cfg.method == "ria" else scores.wanda(W, act)
+def method_needs(cfg: PruneConfig) -> methods.Needs:
+    """What ``cfg.method`` reads from a calibration pass (see ``methods.Needs``)."""
+    return methods.get(cfg).needs(cfg)
 
 
 @dataclass
@@ -215,6 +192,13 @@ class BlockInputs:
         hidden, calls = capture_inputs(model, calib.input_ids, batch_size, out=out)
         return cls(hidden, calls, list(calib.lang_index().split(batch_size)), len(calib.languages))
 
+    def hessian_weights(self, balanced: bool) -> Tensor:
+        """Per-language weights of the Hessian sum, fixed before the pass: 1 (every token alike),
+        or w_l = N / (L n_l) (every language alike) from the calibration set's token counts."""
+        idx = torch.cat(self.lang_idx)
+        counts = torch.bincount(idx, minlength=self.n_langs).to(torch.float64) * self.hidden.shape[1]
+        return scores.balanced_weights(counts) if balanced else torch.ones_like(counts)
+
     def batches(self, hidden: Tensor | None = None):
         """(start, end, call, language index) per batch, over ``hidden`` (default: the inputs)."""
         start = 0
@@ -231,13 +215,19 @@ def collect_block_stats(
     prefix: str,
     outs: Tensor | None = None,
     track_sums: bool = False,
+    hessian_weights: Tensor | None = None,
 ) -> dict[str, LanguageStats]:
-    """One forward pass of ``block`` with hooks; writes the block outputs into ``outs`` if given."""
+    """One forward pass of ``block`` with hooks; writes the block outputs into ``outs`` if given.
+    ``hessian_weights`` [L]: also collect each input's Hessian (see ``stats.add_hessian``)."""
     hooked = dict(plan_linears)
     if ffn is not None and ffn[0] in hooked:
         hooked.setdefault(ffn[1], dict(block.named_modules())[ffn[1]])
     collector = BlockStatsCollector(
-        hooked, x.n_langs, ffn if ffn and ffn[0] in plan_linears else None, track_sums=track_sums
+        hooked,
+        x.n_langs,
+        ffn if ffn and ffn[0] in plan_linears else None,
+        track_sums=track_sums,
+        hessian_weights=hessian_weights,
     )
     with collector:
         for start, end, call, idx in x.batches():
@@ -271,7 +261,7 @@ class MaskHasher:
 
 def needs_data(cfg: PruneConfig) -> bool:
     """Every method but uniform magnitude pruning reads calibration activations."""
-    return cfg.method != "magnitude" or cfg.allocation != "uniform"
+    return method_needs(cfg).data or cfg.allocation != "uniform"
 
 
 def prune_model(
@@ -312,6 +302,8 @@ def prune_model(
     clock.timings["total_s"] = time.perf_counter() - clock.start
     for line in coverage_warnings(plan.coverage):
         warnings.warn(line, CoverageWarning, stacklevel=2)
+    for line in pruned.warnings:
+        warnings.warn(line, methods.DampingWarning, stacklevel=2)
     return PruningReport.build(
         cfg=cfg,
         calib=calib,
@@ -324,7 +316,7 @@ def prune_model(
         peak_memory=peak_memory(),
         environment=environment_info(),
         coverage=plan.coverage,
-        warnings=coverage_warnings(plan.coverage),
+        warnings=coverage_warnings(plan.coverage) + pruned.warnings,
     )
 
 
@@ -362,6 +354,7 @@ class _Pruned:
 
     hasher: MaskHasher = field(default_factory=lambda: MaskHasher())
     rows: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. a Hessian that needed more dampening
 
 
 def _prune_blocks(plan, cfg, x: BlockInputs | None, block_sparsity, dense_stats, progress) -> _Pruned:
@@ -370,18 +363,10 @@ def _prune_blocks(plan, cfg, x: BlockInputs | None, block_sparsity, dense_stats,
     pruned = _Pruned()
     outs = torch.empty_like(x.hidden) if x is not None and cfg.sequential else None
     for b in tqdm(range(len(plan.blocks)), desc="prune", unit="block", disable=not progress):
-        if cfg.method == "magnitude":
-            stats = {}
-        elif cfg.sequential:
-            ffn = plan.ffn[b] if needs_activity(cfg) else None
-            prefix = f"{plan.path}.{b}."
-            stats = collect_block_stats(
-                plan.blocks[b], plan.linears[b], ffn, x, prefix, None, needs_sums(cfg)
-            )
-        else:
-            stats = dense_stats[b]
+        stats = _block_stats(plan, cfg, b, x, dense_stats)
         release_memory()  # the statistics pass's activations are gone: hand their pages back
         _prune_block(plan, cfg, b, stats, block_sparsity[b], per_row, pruned)
+        del stats  # the block's Hessians, if any, go now
         if outs is not None:
             forward_block(plan.blocks[b], x, outs)
             x.hidden, outs = outs, x.hidden
@@ -389,22 +374,37 @@ def _prune_blocks(plan, cfg, x: BlockInputs | None, block_sparsity, dense_stats,
     return pruned
 
 
+def _block_stats(plan, cfg, b: int, x: BlockInputs | None, dense_stats) -> dict[str, LanguageStats]:
+    """What the method needs of block ``b``: nothing, the dense pass's, or one hooked pass."""
+    needs = method_needs(cfg)
+    if not needs.data:
+        return {}
+    if not cfg.sequential:
+        return dense_stats[b]
+    weights = x.hessian_weights(needs.balanced) if needs.hessian else None
+    ffn = plan.ffn[b] if needs.activity else None
+    prefix = f"{plan.path}.{b}."
+    return collect_block_stats(plan.blocks[b], plan.linears[b], ffn, x, prefix, None, needs.sums, weights)
+
+
 def _prune_block(plan, cfg, b: int, stats, sparsity: float, per_row: dict, pruned: _Pruned) -> None:
-    """Score, mask and zero every prunable linear of block ``b``."""
+    """Prune every prunable linear of block ``b`` with ``cfg.method`` (masks, and for SparseGPT
+    the updated weights), and record each layer."""
+    method = methods.get(cfg)
     prefix = f"{plan.path}.{b}."
     for name, lin in plan.linears[b].items():
         is_down = plan.ffn[b] is not None and plan.ffn[b][0] == name
-        W = weight_matrix(lin)
-        score = layer_score(W, stats.get(name), cfg, is_down)
-        if not torch.isfinite(score.sum(dtype=torch.float64)):  # no [d_out, d_in] temporary
-            raise StatsError(
-                f"the scores of {prefix + name} are NaN or Inf (method={cfg.method}); check its "
-                "weights and calibration data, or lower alpha/beta/ria_a."
-            )
-        mask = scores.prune_mask(score, sparsity, cfg.structure, cfg.comparison, per_row.get(prefix + name))
-        W.masked_fill_(mask, 0)
+        layer = methods.Layer(
+            prefix + name, weight_matrix(lin), stats.get(name), is_down, sparsity, per_row.get(prefix + name)
+        )
+        mask, extra = method.prune(layer, cfg)
         pruned.hasher.update(prefix + name, mask)
-        pruned.rows.append(_layer_row(prefix + name, b, mask, sparsity))
+        pruned.rows.append(_layer_row(prefix + name, b, mask, sparsity) | extra)
+        if extra.get("damping", cfg.percdamp) != cfg.percdamp:
+            pruned.warnings.append(
+                f"{prefix + name}: its Hessian needed percdamp={extra['damping']:g} (not {cfg.percdamp:g}) "
+                "to be positive definite."
+            )
 
 
 def dense_blocks(
@@ -444,13 +444,14 @@ def dense_blocks(
 
 def _dense_pass(plan: _Plan, cfg: PruneConfig, x: BlockInputs, progress: bool):
     """Per-block allocation scores D_b, and the statistics themselves when pruning uses them."""
-    keep_stats = not cfg.sequential and cfg.method != "magnitude"
+    needs = method_needs(cfg)  # a Hessian is never kept here: sparsegpt is sequential only
+    keep_stats = not cfg.sequential and needs.data
     D, kept = [], []
     walk = dense_blocks(
         plan,
         x,
-        ffn=needs_activity(cfg),
-        track_sums=needs_sums(cfg),
+        ffn=needs.activity,
+        track_sums=needs.sums,
         block_inputs=cfg.allocation == "cwl",
         progress=progress,
         linear_stats=keep_stats or cfg.allocation == "owl",  # CWL alone needs only block inputs

@@ -78,6 +78,12 @@ def activation_probability(counts: Tensor, active: Tensor) -> Tensor:
     return (active / counts.reshape(-1, 1)).amax(dim=0)
 
 
+def balanced_weights(counts: Tensor) -> Tensor:
+    """w_l = N / (L n_l): per-language token weights under which every language weighs the same
+    (sum_l w_l n_l = N). Exactly 1.0 for every language when the counts are equal."""
+    return counts.sum() / (counts.numel() * counts)
+
+
 def mwanda_activation(
     counts: Tensor,
     sumsq: Tensor,
@@ -96,22 +102,45 @@ def mwanda_activation(
     ||X_j||_2 and alpha = beta = 0 reproduces Wanda's masks bit for bit.
     P_j is 0 (the factor is 1) for layers that are not an FFN down-projection (``active is None``).
     """
-    weights = counts.sum() / (counts.numel() * counts)
-    act = (sumsq * weights.reshape(-1, 1)).sum(dim=0).sqrt()
-    r = language_rms(counts, sumsq)
+    act = (sumsq * balanced_weights(counts).reshape(-1, 1)).sum(dim=0).sqrt()
+    return _times_language_terms(act, counts, sumsq, sums, active, alpha, beta, variation)
+
+
+def language_scale(
+    counts: Tensor,
+    sumsq: Tensor,
+    sums: Tensor | None = None,
+    active: Tensor | None = None,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    variation: str = "rms_cv",
+) -> Tensor:
+    """s_j = (1 + alpha V_j) * (1 + beta P_j), [d_in] float64: M-Wanda's language terms without
+    the norm, for methods with a saliency of their own (``sparsegpt --language-aware``, this
+    repository's extension). All ones when alpha = beta = 0."""
+    ones = torch.ones(sumsq.shape[-1], dtype=sumsq.dtype, device=sumsq.device)
+    return _times_language_terms(ones, counts, sumsq, sums, active, alpha, beta, variation)
+
+
+def _times_language_terms(act, counts, sumsq, sums, active, alpha, beta, variation) -> Tensor:
+    """act * (1 + alpha V_j), then * (1 + beta P_j): one order of operations for every caller,
+    so M-Wanda's scores stay bit-identical whoever computes them."""
     if alpha:
-        if variation == "rms_cv":
-            v = variation_rms_cv(r)
-        elif variation == "anova":
-            if sums is None:
-                raise ValueError("variation='anova' needs per-language sums of x.")
-            v = variation_anova(counts, sumsq, sums)
-        else:
-            raise ValueError(f"unknown variation {variation!r}; use 'rms_cv' or 'anova'.")
-        act = act * (1 + alpha * v)
+        act = act * (1 + alpha * variation_of(counts, sumsq, sums, variation))
     if beta and active is not None:
         act = act * (1 + beta * activation_probability(counts, active))
     return act
+
+
+def variation_of(counts: Tensor, sumsq: Tensor, sums: Tensor | None, variation: str) -> Tensor:
+    """V_j by name: ``rms_cv`` (from per-language RMS) or ``anova`` (needs per-language sums)."""
+    if variation == "rms_cv":
+        return variation_rms_cv(language_rms(counts, sumsq))
+    if variation == "anova":
+        if sums is None:
+            raise ValueError("variation='anova' needs per-language sums of x.")
+        return variation_anova(counts, sumsq, sums)
+    raise ValueError(f"unknown variation {variation!r}; use 'rms_cv' or 'anova'.")
 
 
 def prune_mask(
@@ -134,18 +163,18 @@ def prune_mask(
         if d_in % m:
             raise ValueError(f"{d_in} input features are not divisible into groups of {m} for {structure}.")
         groups = score.reshape(d_out, d_in // m, m)
-        return _lowest(groups, n).reshape(d_out, d_in)
+        return lowest(groups, n).reshape(d_out, d_in)
     if comparison == "layer":
-        return _lowest(score.reshape(1, -1), int(score.numel() * sparsity)).reshape(d_out, d_in)
-    return _lowest(score, int(d_in * sparsity) if per_row is None else per_row)
+        return lowest(score.reshape(1, -1), int(score.numel() * sparsity)).reshape(d_out, d_in)
+    return lowest(score, int(d_in * sparsity) if per_row is None else per_row)
 
 
-# Rows sorted at once by _lowest: bounds the sort's temporaries (values + int64 indices, 12 bytes
+# Rows sorted at once by lowest: bounds the sort's temporaries (values + int64 indices, 12 bytes
 # per score) to 0.75 MiB whatever the layer's size; rows are independent, so results are the same.
 SORT_CHUNK = 1 << 16
 
 
-def _lowest(score: Tensor, k: int) -> Tensor:
+def lowest(score: Tensor, k: int) -> Tensor:
     """Mask of the k lowest entries along the last dim (stable: ties go to lower indices)."""
     mask = torch.zeros_like(score, dtype=torch.bool)
     if k <= 0:

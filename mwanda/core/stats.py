@@ -5,6 +5,11 @@ the model dtype: the token count, the sum of x_j^2 and the sum of x_j per input 
 an FFN down-projection we also count, per language, the tokens on which each of its input
 neurons is active (the gate pre-activation > 0 for gated MLPs, the first projection's output
 > 0 for ungated ones). No per-token activation is stored.
+
+Methods that need a Hessian (SparseGPT) also get, per distinct linear input, the d_in x d_in sum
+sum_l w_l sum_{t in l} x_t x_t^T in float64, with per-language weights w_l fixed before the pass
+(1 for plain SparseGPT; N / (L n_l) for the language-balanced extension). Linears that receive
+the very same input tensor (q/k/v, gate/up) share one Hessian.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ class LanguageStats:
     sumsq: Tensor
     sums: Tensor | None
     active: Tensor | None = None  # [L, d]: FFN down-projection inputs only
+    # [d, d]: sum_l w_l sum_{t in l} x_t x_t^T (float64), when a method needs it; the same tensor
+    # for linears that share an input, so never modify it in place outside the collector
+    hessian: Tensor | None = None
 
     @classmethod
     def zeros(
@@ -85,7 +93,7 @@ class LanguageStats:
         self.active += onehot @ on.sum(dim=1, dtype=torch.float64)
 
     def check_finite(self, name: str) -> None:
-        for part in (self.sumsq, self.sums):
+        for part in (self.sumsq, self.sums, self.hessian):
             if part is not None and not torch.isfinite(part).all():
                 raise StatsError(
                     f"NaN/Inf in the activation statistics of {name}: the model overflows on the "
@@ -94,7 +102,24 @@ class LanguageStats:
 
     def to(self, device: torch.device | str) -> LanguageStats:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return LanguageStats(move(self.counts), move(self.sumsq), move(self.sums), move(self.active))
+        return LanguageStats(
+            move(self.counts), move(self.sumsq), move(self.sums), move(self.active), move(self.hessian)
+        )
+
+
+def add_hessian(H: Tensor, x: Tensor, lang_idx: Tensor, lang_weights: Tensor) -> None:
+    """H += sum_i w_{l(i)} X_i^T X_i over the sequences X_i [T, d] of batch ``x`` (sequence i in
+    language lang_idx[i]; ``lang_weights`` [L]).
+
+    float64, one sequence at a time: the temporary is [T, d], not [B, T, d], and the sum runs in
+    the same order whatever the batch size, so batching changes H by nothing beyond the inputs'
+    own rounding. float64 rather than float32 because H is summed over up to ~10^5-10^6 tokens
+    and then inverted: float32 would lose digits before the Cholesky amplifies the error.
+    """
+    seqs = x.reshape(lang_idx.numel(), -1, x.shape[-1])
+    for seq, w in zip(seqs, lang_weights[lang_idx.cpu()].tolist(), strict=True):
+        seq64 = seq.to(torch.float64)
+        H.addmm_(seq64.T, seq64, alpha=w)
 
 
 def _onehot(lang_idx: Tensor, n_langs: int, device: torch.device) -> Tensor:
@@ -108,6 +133,7 @@ class BlockStatsCollector:
 
     Layers that receive the very same input tensor (q/k/v, gate/up) share one computation.
     ``ffn`` maps the down-projection's name to the linear whose output decides activity.
+    ``hessian_weights`` [L]: also sum w_l x x^T per input (see ``add_hessian``); None: no Hessian.
     Set ``lang_idx`` before each batch.
     """
 
@@ -115,10 +141,12 @@ class BlockStatsCollector:
     n_langs: int
     ffn: tuple[str, str] | None = None
     track_sums: bool = False
+    hessian_weights: Tensor | None = None
     lang_idx: Tensor | None = None
     stats: dict[str, LanguageStats] = field(default_factory=dict)
     _handles: list = field(default_factory=list)
     _last: tuple | None = None  # (input tensor, its per-batch LanguageStats delta)
+    _last_hessian: tuple | None = None  # (input tensor, the Hessian it was last added to)
 
     def __enter__(self) -> BlockStatsCollector:
         for name, lin in self.linears.items():
@@ -132,7 +160,7 @@ class BlockStatsCollector:
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        self._last = None
+        self._last = self._last_hessian = None
 
     def _input_hook(self, name: str):
         def hook(module: nn.Module, args: tuple) -> None:
@@ -151,8 +179,23 @@ class BlockStatsCollector:
             acc.sumsq += delta.sumsq
             if self.track_sums:
                 acc.sums += delta.sums
+            if self.hessian_weights is not None:
+                self._add_hessian(acc, x)
 
         return hook
+
+    def _add_hessian(self, acc: LanguageStats, x: Tensor) -> None:
+        """Add ``x`` to the linear's Hessian once: a linear fed the tensor just added elsewhere
+        shares that Hessian (q/k/v, gate/up), so a block holds one per distinct input."""
+        if self._last_hessian is not None and self._last_hessian[0] is x:
+            if acc.hessian is None:
+                acc.hessian = self._last_hessian[1]
+            if acc.hessian is self._last_hessian[1]:
+                return
+        if acc.hessian is None:
+            acc.hessian = torch.zeros(x.shape[-1], x.shape[-1], dtype=torch.float64, device=x.device)
+        add_hessian(acc.hessian, x, self.lang_idx, self.hessian_weights)
+        self._last_hessian = (x, acc.hessian)
 
     def _active_hook(self, down: str):
         def hook(module: nn.Module, args: tuple, output: Tensor) -> None:

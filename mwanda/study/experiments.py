@@ -34,6 +34,7 @@ import yaml
 
 from mwanda import data
 from mwanda.core.calibration import CalibrationSet, build_balanced
+from mwanda.core.config import METHODS as PRUNE_METHODS
 from mwanda.core.config import ConfigError, PruneConfig, check_types, param
 from mwanda.core.models import ModelLoadError, resolve_model
 from mwanda.errors import MwandaWarning, UserError
@@ -44,7 +45,7 @@ RESULTS_DIR = REPO_ROOT / "results"
 PROFILES_FILE = Path(__file__).with_name("profiles.yaml")
 # Bump when scores, masks, calibration sampling or evaluation change: old records stop matching.
 SCORING_VERSION = "1"
-METHODS = ("dense", "magnitude", "wanda", "ria", "mwanda")
+METHODS = ("dense", *PRUNE_METHODS)
 # Fields that do not change a result (up to float noise), left out of the record key.
 NOT_IN_KEY = ("batch_size", "device")
 

@@ -100,8 +100,8 @@ def equity(df: pd.DataFrame, metric: str = "bpb", by: tuple[str, ...] = ("method
 
 
 def method_label(row) -> str:
-    """'mwanda', 'mwanda+ria' (RIA with M-Wanda's activation term), 'wanda+owl', ..."""
-    name = "mwanda+ria" if row.method == "ria" and row.language_aware else row.method
+    """'mwanda', 'mwanda+ria' (RIA with M-Wanda's activation term), 'mwanda+sparsegpt', 'wanda+owl', ..."""
+    name = f"mwanda+{row.method}" if row.method in ("ria", "sparsegpt") and row.language_aware else row.method
     return (
         name if row.allocation in ("uniform", None) or row.method == "dense" else f"{name}+{row.allocation}"
     )
