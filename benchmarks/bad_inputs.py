@@ -12,7 +12,6 @@ import argparse
 import shutil
 import sys
 import tempfile
-import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -25,7 +24,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--verbose", action="store_true", help="print each case's whole stderr")
     args = parser.parse_args()
-    warnings.simplefilter("ignore")
     tally: Counter = Counter()
     with tempfile.TemporaryDirectory() as tmp:
         base = make_workspace(Path(tmp) / "base")
