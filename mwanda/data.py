@@ -318,6 +318,8 @@ def load_hub_text(
 ) -> str:
     """A language's text from a paper-profile dataset, in that dataset's own names and schema."""
     schema = hub_schema(dataset)
+    if Path(dataset).is_dir():
+        revision = None  # a local copy (a mirror, or a test's stand-in) has no Hub revisions
     return load_hf_text(
         str(dataset),
         lang=hub_config(dataset, lang),
