@@ -26,26 +26,9 @@ import torch
 
 from mwanda import REPO_ROOT
 
-# Llama-3.1-8B's config.json (the architecture; the weights here are random).
-LLAMA31_8B = dict(
-    hidden_size=4096,
-    intermediate_size=14336,
-    num_hidden_layers=32,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    vocab_size=128256,
-    max_position_embeddings=131072,
-    rope_theta=500000.0,
-    rope_scaling={
-        "rope_type": "llama3",
-        "factor": 8.0,
-        "low_freq_factor": 1.0,
-        "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 8192,
-    },
-    rms_norm_eps=1e-5,
-    tie_word_embeddings=False,
-)
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from paper_standins import LLAMA31_8B  # noqa: E402  (the architecture; weights here are random)
+
 TINY = LLAMA31_8B | dict(hidden_size=64, intermediate_size=224, num_hidden_layers=2, num_attention_heads=4)
 TINY |= dict(num_key_value_heads=1, vocab_size=512)
 PAPER_LANGS = ("en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "el", "tr", "id", "vi", "ja", "zh")

@@ -21,6 +21,27 @@ import pandas as pd
 from mwanda import data
 
 FLORES_SPLITS = {"dev": "dev", "devtest": "test"}  # FLORES+ split -> embedded split
+# Llama-3.1-8B's config.json (the architecture): the stand-in model scales it down, and
+# benchmarks/gpu_check.py builds it at full size with random weights.
+LLAMA31_8B = dict(
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    vocab_size=128256,
+    max_position_embeddings=131072,
+    rope_theta=500000.0,
+    rope_scaling={
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    },
+    rms_norm_eps=1e-5,
+    tie_word_embeddings=False,
+)
 
 
 def _card(configs: dict[str, dict[str, str]]) -> str:
@@ -81,26 +102,10 @@ def llama31_like(path: Path, tokenizer) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    cfg = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=224,
-        num_hidden_layers=2,
-        num_attention_heads=8,
-        num_key_value_heads=2,
-        vocab_size=len(tokenizer),
-        max_position_embeddings=131072,
-        rope_theta=500000.0,
-        rope_scaling={
-            "rope_type": "llama3",
-            "factor": 8.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 8192,
-        },
-        tie_word_embeddings=False,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    small = dict(hidden_size=64, intermediate_size=224, num_hidden_layers=2, num_attention_heads=8)
+    small |= dict(num_key_value_heads=2, vocab_size=len(tokenizer))  # grouped-query ratio kept: 4
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    cfg = LlamaConfig(**(LLAMA31_8B | small | ids))
     torch.manual_seed(0)
     LlamaForCausalLM(cfg).to(torch.bfloat16).save_pretrained(path)
     tokenizer.save_pretrained(path)
