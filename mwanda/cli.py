@@ -39,6 +39,19 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
         p.add_argument(*flags, **kw)
 
 
+def _batch_size(text: str) -> int | str:
+    """--batch-size: 'auto' or a positive integer."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or a positive integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1 (or 'auto')")
+    return value
+
+
 def _add_prune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="local directory or Hugging Face Hub id (org/name)")
     add_config_args(p)
@@ -52,10 +65,10 @@ def _add_prune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="'cpu', 'cuda' or 'auto' (device_map='auto' on GPUs)")
     p.add_argument(
         "--batch-size",
-        type=int,
-        default=1,
-        help="calibration sequences per forward pass: 1 (as Wanda) holds the least memory; "
-        "larger is faster on CPU but holds batch x seqlen x FFN-width activations",
+        type=_batch_size,
+        default="auto",
+        help="calibration sequences per forward pass: 'auto' (default) takes the largest batch, up to "
+        "8, whose activations fit a quarter of the free memory; 1 (as Wanda) holds the least",
     )
     p.add_argument("--out", type=Path, required=True, help="directory for the pruned model and report")
     p.add_argument("--overwrite", action="store_true", help="replace --out if an earlier mwanda run wrote it")
@@ -197,8 +210,6 @@ def _check_inputs(args: argparse.Namespace, cfg: PruneConfig) -> tuple[str | Pat
     from mwanda.core.models import device_map_for, resolve_model
     from mwanda.core.report import OutputError, _overlaps
 
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size {args.batch_size} must be >= 1.")
     CalibConfig(args.nsamples, args.seqlen, cfg.seed)
     device_map_for(args.device)
     source = resolve_model(args.model)
@@ -237,7 +248,7 @@ def _read_calibration(args: argparse.Namespace, context: int | None):
 def cmd_prune(args: argparse.Namespace) -> int:
     from mwanda.core import calibration
     from mwanda.core.models import check_vocab, context_length, load_model
-    from mwanda.core.prune import prune_model
+    from mwanda.core.prune import auto_batch_size, prune_model
     from mwanda.core.report import OutputSlot, save_pruned
 
     cfg = config_from_args(args)
@@ -259,9 +270,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
             check_vocab(calib.input_ids, model)
             if args.save_calib:
                 calibration.write_tokens_jsonl(calib, args.save_calib)
-        report = prune_model(model, calib, cfg, batch_size=args.batch_size, progress=args.progress)
+        batch_size = args.batch_size
+        if batch_size == "auto":
+            batch_size = auto_batch_size(model, calib.nsamples, calib.seqlen) if calib is not None else 1
+        report = prune_model(model, calib, cfg, batch_size=batch_size, progress=args.progress)
         out = save_pruned(model, tokenizer, report, args.out, overwrite=args.overwrite, slot=slot)
-    print(report.summary())
+    print(f"{report.summary()}, batch size {batch_size}{' (auto)' if args.batch_size == 'auto' else ''}")
     print(f"pruned model and report: {out / 'pruning_report.json'}")
     return 0
 

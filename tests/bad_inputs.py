@@ -277,7 +277,9 @@ CASES: list[Case] = [
     Case("sparsegpt-ok", prune("--method", "sparsegpt", "--language-aware"), expect="ok", check=_half_pruned),
     Case("unknown-method", prune("--method", "sparse"), message="invalid choice"),
     Case("seed-negative", prune("--seed", "-1"), message="seed=-1"),
-    Case("batch-size-zero", prune("--batch-size", "0"), message="--batch-size 0"),
+    Case("batch-size-zero", prune("--batch-size", "0"), message="argument --batch-size: 0 must be >= 1"),
+    Case("batch-size-garbage", prune("--batch-size", "many"), message="is not 'auto' or a positive integer"),
+    Case("batch-size-auto", prune("--batch-size", "auto"), expect="ok", check=_half_pruned),
     Case("include-nothing", prune("--include", "*nothing*"), message="loosen the patterns"),
     Case(
         "exclude-most",

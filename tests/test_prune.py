@@ -321,3 +321,30 @@ def test_offloaded_blocks_stop_before_pruning(tmp_path, calib):
     with pytest.raises(ModelStructureError, match=r"offloaded by device_map \(model.layers.1\)"):
         prune_model(model, calib, PruneConfig(method="wanda"), progress=False)
     assert not (model.model.layers[0].self_attn.q_proj.weight == 0).any()  # nothing was pruned
+
+
+def test_auto_batch_size_fits_a_share_of_free_memory(monkeypatch, calib):
+    """The largest batch whose activations fit the share: bounded by 1 and nsamples, growing with
+    the free memory; and (as for any batch size) the masks are the batch-size-1 masks."""
+    from mwanda.core import prune as prune_mod
+
+    model = tiny_model("llama")
+    per_seq = prune_mod.activation_bytes(model, 16)
+    assert per_seq == 16 * (6 * 32 + 3 * 64 + 4 * 16) * 4
+    for free, nsamples, expected in [
+        (0, 12, 1),
+        (4 * per_seq * 5, 12, 5),
+        (4 * per_seq * 1000, 12, 8),
+        (4 * per_seq * 1000, 6, 6),
+    ]:
+        monkeypatch.setattr(prune_mod, "free_memory", lambda device, free=free: free)
+        assert prune_mod.auto_batch_size(model, nsamples, 16) == expected
+    auto = prune_model(clone(model), calib, PruneConfig(method="mwanda"), batch_size=5, progress=False)
+    one = prune_model(clone(model), calib, PruneConfig(method="mwanda"), batch_size=1, progress=False)
+    assert auto.mask_sha256 == one.mask_sha256
+
+
+def test_free_memory_is_read_from_the_os():
+    from mwanda.core.prune import free_memory
+
+    assert 0 < free_memory(torch.device("cpu")) < 2**50
