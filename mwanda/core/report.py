@@ -170,7 +170,7 @@ class OutputError(UserError, ValueError):
     """``--out`` cannot be written as asked; the message names the fix."""
 
 
-def _overlaps(a: Path, b: Path) -> bool:
+def overlaps(a: Path, b: Path) -> bool:
     """``a`` and ``b`` (resolved) are the same path or one lies inside the other."""
     return a == b or a in b.parents or b in a.parents
 
@@ -186,7 +186,7 @@ def check_output_dir(out: str | Path, overwrite: bool, inputs: Sequence[str | Pa
     target = out.resolve()
     for inp in inputs:
         source = Path(inp).expanduser().resolve()
-        if _overlaps(target, source):
+        if overlaps(target, source):
             raise OutputError(
                 f"--out {out} overlaps the input {inp}: writing it would destroy that input; "
                 "choose an --out outside the model directory and the calibration files."

@@ -37,6 +37,7 @@ from mwanda.core.calibration import CalibrationSet, build_balanced
 from mwanda.core.config import METHODS as PRUNE_METHODS
 from mwanda.core.config import ConfigError, PruneConfig, check_types, param
 from mwanda.core.models import ModelLoadError, resolve_model
+from mwanda.core.prune import needs_data
 from mwanda.errors import MwandaWarning, UserError
 from mwanda.io import atomic_write_text
 
@@ -150,9 +151,9 @@ class ExperimentConfig(PruneConfig):
             for k in ("calib_langs", "nsamples", "seqlen", "calib_dataset", "calib_revision"):
                 d.pop(k, None)
             d["method"] = "dense"
-        elif self.method == "magnitude" and self.allocation == "uniform":
+        elif not needs_data(self):
             for k in ("calib_langs", "nsamples", "seqlen", "seed", "calib_dataset", "calib_revision"):
-                d.pop(k, None)  # uniform magnitude pruning reads no calibration data
+                d.pop(k, None)  # e.g. uniform magnitude pruning reads no calibration data
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     def key(self) -> str:
@@ -293,8 +294,8 @@ def validate(cfg: ExperimentConfig) -> None:
     check_types(cfg)
     if cfg.method not in METHODS:
         raise ConfigError(f"method={cfg.method!r} is not supported; choose one of {', '.join(METHODS)}.")
-    cfg.prune_config()  # PruneConfig validates sparsity, structure, hyperparameters
-    if cfg.method != "dense" and cfg.method != "magnitude" and not cfg.calib_langs:
+    prune_cfg = cfg.prune_config()  # PruneConfig validates sparsity, structure, hyperparameters
+    if prune_cfg is not None and needs_data(prune_cfg) and not cfg.calib_langs:
         raise ConfigError("calib_langs is empty; name the calibration languages.")
     if not cfg.eval_langs:
         raise ConfigError("eval_langs is empty; name at least one evaluation language.")
@@ -478,7 +479,7 @@ def run(
         from mwanda.core.prune import prune_model
 
         model = copy.deepcopy(model)
-        calib = None if cfg.method == "magnitude" and cfg.allocation == "uniform" else _calibration(cfg)
+        calib = _calibration(cfg) if needs_data(cfg) else None
         report = prune_model(model, calib, cfg.prune_config(), batch_size=cfg.batch_size, progress=progress)
         pruning = _pruning_summary(report)
     rows, task_versions = evaluate(model, tokenizer, cfg, progress)
