@@ -20,8 +20,10 @@ from mwanda.study.experiments import RESULTS_DIR, ExperimentConfig, read_record
 EVAL_KEYS = (
     "profile",
     "model",
+    "model_revision",  # a dense baseline of other weights under the same name must not join
     "corpus",
     "eval_dataset",
+    "eval_revision",
     "dtype",
     "eval_split",
     "eval_max_chars",
