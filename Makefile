@@ -5,11 +5,14 @@ VENV := $(ROOT)/.venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROFILE ?= embedded
+# A profile is a name in mwanda/study/profiles.yaml or a YAML file that `extends:` one (a mirror, a
+# cluster's paths): the file's path is made absolute, its build folder is named after the file.
+PROFILE_ARG := $(if $(filter %.yaml %.yml,$(PROFILE)),$(abspath $(PROFILE)),$(PROFILE))
 export PYTHONHASHSEED := 0
 
 NOTEBOOKS := $(sort $(wildcard $(ROOT)/notebooks/[0-9][0-9]_*.ipynb))
 NB_NAMES := $(notdir $(basename $(NOTEBOOKS)))
-BUILD := $(ROOT)/build/$(PROFILE)
+BUILD := $(ROOT)/build/$(basename $(notdir $(PROFILE)))
 EXECUTED := $(NB_NAMES:%=$(BUILD)/%.ipynb)
 
 .PHONY: all setup figures test lint format corpus tasks model gpu-check clean help $(NB_NAMES) FORCE
@@ -17,7 +20,7 @@ EXECUTED := $(NB_NAMES:%=$(BUILD)/%.ipynb)
 all: figures
 
 help:
-	@echo "make figures  - set up, then execute every notebook headless (PROFILE=embedded|paper|smoke)"
+	@echo "make figures  - set up, then execute every notebook headless (PROFILE=embedded|paper|smoke|file.yaml)"
 	@echo "make NN_name  - execute one notebook, e.g. make 03_mwanda_vs_wanda PROFILE=smoke"
 	@echo "make test     - set up, then run the whole test suite"
 	@echo "make lint     - ruff check + format check"
@@ -43,7 +46,7 @@ figures: $(EXECUTED)
 
 $(BUILD)/%.ipynb: $(ROOT)/notebooks/%.ipynb $(STAMP) FORCE
 	@mkdir -p $(BUILD)
-	cd $(ROOT)/notebooks && $(PY) -m papermill --no-progress-bar --log-output $< $@.part -p profile $(PROFILE) \
+	cd $(ROOT)/notebooks && $(PY) -m papermill --no-progress-bar --log-output $< $@.part -p profile $(PROFILE_ARG) \
 		$(if $(wildcard $(ROOT)/notebooks/params/$(PROFILE).yaml),-f $(ROOT)/notebooks/params/$(PROFILE).yaml)
 	mv $@.part $@
 

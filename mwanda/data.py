@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mwanda import REPO_ROOT
-from mwanda.errors import UserError
+from mwanda.errors import UserError, first_line
 
 EMBEDDED_DIR = REPO_ROOT / "data"
 CORPUS_DIR = EMBEDDED_DIR / "corpus"
@@ -353,7 +353,7 @@ def load_hf_text(
         ds = datasets.load_dataset(path, lang, split=split, data_files=data_files, streaming=streaming, **kw)
     except Exception as err:  # datasets raises many types; name the fix once
         raise DataError(
-            f"cannot load dataset {path!r} (config {lang!r}, split {split!r}): {err}. "
+            f"cannot load dataset {path!r} (config {lang!r}, split {split!r}): {first_line(err)}. "
             "Check the dataset id / data_files, and `huggingface-cli login` for gated data."
         ) from err
     return _join_texts(_iter_field(ds, text_field, path), max_chars)

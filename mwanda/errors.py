@@ -12,3 +12,10 @@ class UserError(Exception):
 
 class MwandaWarning(UserWarning):
     """The run goes on, but the user should know (less data, less coverage, a damaged record)."""
+
+
+def first_line(err: BaseException) -> str:
+    """``Type: first line`` of a library's error, to quote inside a one-line UserError (datasets'
+    and lm-eval's messages run to many lines)."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"

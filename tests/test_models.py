@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from mwanda.core.models import REPO_ROOT, ModelLoadError, hub_revision, resolve_model
@@ -22,6 +24,29 @@ def test_missing_local_paths_never_go_to_the_hub(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelLoadError, match="does not exist"):
         resolve_model(name)
+
+
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        ("GatedRepoError", "org/tiny is gated: run `huggingface-cli login` and accept its licence"),
+        ("RevisionNotFoundError", "org/tiny has no revision 'v9'; set model_revision"),
+        ("RepositoryNotFoundError", "org/tiny is neither a local directory nor a Hub model"),
+    ],
+)
+def test_hub_errors_name_the_fix_before_anything_loads(monkeypatch, error, message):
+    """Gated, unknown revision, unknown model: one ModelLoadError each (the Hub's answers are faked)."""
+    import huggingface_hub
+    import huggingface_hub.utils as hf_utils
+
+    def model_info(self, repo_id, revision=None):
+        cls = getattr(hf_utils, error)
+        raise cls.__new__(cls)  # the Hub's error types need an HTTP response to be built normally
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", model_info)
+    with pytest.raises(ModelLoadError, match=re.escape(message)):
+        hub_revision("org/tiny", "v9")
 
 
 def test_hub_ids_stay_names():

@@ -53,7 +53,7 @@ def hub_revision(repo_id: str, revision: str | None = None) -> str:
     Read from the local Hub cache when the model is there (works offline), else asked of the Hub.
     """
     from huggingface_hub import HfApi, try_to_load_from_cache
-    from huggingface_hub.utils import GatedRepoError, RepositoryNotFoundError
+    from huggingface_hub.utils import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
     cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
     if isinstance(cached, str):
@@ -63,6 +63,10 @@ def hub_revision(repo_id: str, revision: str | None = None) -> str:
     except GatedRepoError:
         raise ModelLoadError(
             f"{repo_id} is gated: run `huggingface-cli login` and accept its licence on the Hub first."
+        ) from None
+    except RevisionNotFoundError:
+        raise ModelLoadError(
+            f"{repo_id} has no revision {revision!r}; set model_revision to a branch, tag or commit it has."
         ) from None
     except RepositoryNotFoundError:
         raise ModelLoadError(

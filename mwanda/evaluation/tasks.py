@@ -4,8 +4,8 @@ Two profiles go through the same function, :func:`evaluate_tasks`, which hands t
 (pruned) model to lm-eval's ``HFLM`` and returns accuracy per task and language:
 
 * paper profile: XNLI, XCOPA, XStoryCloze, XWinograd, PAWS-X, Belebele (lm-eval's own tasks;
-  their data come from the Hugging Face Hub at run time). Which language has which task is data:
-  ``data/task_table.yaml``.
+  their data come from the Hugging Face Hub at run time, or from a local mirror: ``task_data``,
+  see :func:`mirror_overlay`). Which language has which task is data: ``data/task_table.yaml``.
 * embedded profile: *proxy tasks*, local multiple-choice tasks built deterministically from the
   held-out parallel corpus (:mod:`mwanda.build.proxy_tasks`, ``mwanda build tasks``):
 
@@ -25,18 +25,23 @@ Nothing here runs at import time; lm-eval, torch and datasets are imported when 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gzip
 import json
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mwanda.data import REPO_ROOT, language_table
-from mwanda.errors import UserError
+from mwanda.errors import UserError, first_line
 
 TASKS_DIR = REPO_ROOT / "data" / "tasks"
 TASK_TABLE_FILE = REPO_ROOT / "data" / "task_table.yaml"
@@ -153,12 +158,92 @@ def load_task_jsonl(data_files: dict[str, str], config_source: str | None = None
 # --------------------------------------------------------------------------
 
 
+def _task_manager(include_path: Path | str | None, *more: Path) -> Any:
+    """lm-eval's TaskManager over its own tasks plus ``include_path`` and ``more`` folders (a
+    mirror's overlay); later folders override earlier ones."""
+    paths = tuple(str(p) for p in (include_path, *more) if p)
+    return _cached_task_manager(paths)
+
+
 @cache
-def _task_manager(include_path: str | None) -> Any:
-    """lm-eval's TaskManager over its own tasks plus ``include_path`` (indexing takes seconds: cached)."""
+def _cached_task_manager(paths: tuple[str, ...]) -> Any:
+    """Indexing lm-eval's tasks takes seconds: one manager per set of folders and process."""
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=include_path)
+    with _quiet_lm_eval_notes():
+        return TaskManager(include_path=list(paths) or None)
+
+
+# --------------------------------------------------------------------------
+# lm-eval's own task configs, with their data read from a local mirror
+# --------------------------------------------------------------------------
+
+
+class _TaskYaml(yaml.SafeLoader):
+    """Reads lm-eval task YAML as data: ``!function`` tags stay strings (we never call them)."""
+
+
+_TaskYaml.add_constructor("!function", lambda loader, node: f"!function {loader.construct_scalar(node)}")
+
+
+def lm_eval_task_field(name: str, key: str) -> Any:
+    """``key`` of lm-eval's own config of task ``name`` (``dataset_path``, ``dataset_name``,
+    ``test_split``, ...), following its ``include`` chain as lm-eval does (the file wins over
+    what it includes, later includes over earlier ones); None when unset."""
+    entry = _task_manager(None).task_index.get(name)
+    if entry is None or getattr(entry, "yaml_path", None) is None:
+        raise TaskError(f"{name!r} is not one of lm-eval's own YAML tasks; it has no config to read.")
+    return _yaml_field(Path(entry.yaml_path), key)
+
+
+def _yaml_field(path: Path, key: str) -> Any:
+    cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=_TaskYaml)  # noqa: S506 (SafeLoader subclass)
+    if key in cfg:
+        return cfg[key]
+    includes = cfg.get("include") or []
+    for inc in reversed(includes if isinstance(includes, list) else [includes]):
+        value = _yaml_field(path.parent / inc, key)  # absolute `inc` stays absolute
+        if value is not None:
+            return value
+    return None
+
+
+@cache
+def mirror_overlay(task_data: str, names: tuple[str, ...]) -> Path:
+    """A folder of task YAMLs that redirect lm-eval tasks ``names`` to a local mirror.
+
+    ``task_data`` holds copies of the tasks' Hub datasets under their Hub ids, in the Hub's own
+    layout (``<task_data>/facebook/xnli`` with the dataset card's ``configs:`` and each config's
+    splits and fields). Each overlay YAML *includes* lm-eval's own config of the task by path and
+    changes one key, ``dataset_path``: prompts, fields, splits, metrics and version stay lm-eval's.
+    Tasks that are not lm-eval's own (the proxy tasks) are left alone. The folder is temporary
+    (removed at exit); a task whose dataset has no copy in the mirror raises, naming the folder
+    it expected, before any data or model is loaded.
+    """
+    root = Path(task_data)
+    if not root.is_dir():
+        raise TaskError(f"task_data={task_data!r} is not a folder; give the folder of the tasks' datasets.")
+    own = _task_manager(None).task_index
+    overlays, missing = {}, []
+    for name in names:
+        if name not in own or getattr(own[name], "yaml_path", None) is None:
+            continue
+        dataset = lm_eval_task_field(name, "dataset_path")
+        local = root / dataset
+        if not local.is_dir():
+            missing.append(f"{name} needs {local}")
+            continue
+        overlays[name] = {"include": str(own[name].yaml_path), "task": name, "dataset_path": str(local)}
+    if missing:
+        raise TaskError(
+            f"task_data={task_data!r} lacks datasets: {'; '.join(missing)}. Copy each Hub dataset there "
+            "under its Hub id, or leave task_data unset to read the Hub."
+        )
+    out = Path(tempfile.mkdtemp(prefix="mwanda-lm-eval-"))
+    atexit.register(shutil.rmtree, out, True)
+    for name, cfg in overlays.items():
+        (out / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return out
 
 
 def check_tasks(tasks: Sequence[str], include_path: Path | str | None = TASKS_DIR) -> list[str]:
@@ -196,23 +281,50 @@ def _unknown_task_message(name: str, include_path: Path | str | None) -> str:
     )
 
 
-class _DropCustomDatasetNote(logging.Filter):
-    """lm-eval warns once per task that uses ``custom_dataset`` (every proxy task) about CLI
-    ``--metadata``, which does not apply here; drop just that message."""
+class _DropExpectedNotes(logging.Filter):
+    """lm-eval messages that report what is intended: the note, once per task that uses
+    ``custom_dataset`` (every proxy task), about CLI ``--metadata``, which does not apply here;
+    the warning that a mirror's overlay task overrides lm-eval's own (that is the redirect); and
+    that xcopa's own config leaves its metric's defaults to lm-eval."""
+
+    NOTES = (
+        "Custom kwargs can be passed",
+        "overrides existing task from",
+        "is defined, but aggregation is not",  # lm-eval's own xcopa config: it takes the defaults
+        "is defined, but higher_is_better is not",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "Custom kwargs can be passed" not in record.getMessage()
+        message = record.getMessage()
+        return not any(note in message for note in self.NOTES)
 
 
 @contextlib.contextmanager
-def _quiet_custom_dataset_note() -> Iterator[None]:
-    logger = logging.getLogger("lm_eval.api.task")
-    note = _DropCustomDatasetNote()
-    logger.addFilter(note)
+def _quiet_lm_eval_notes() -> Iterator[None]:
+    loggers = [logging.getLogger(n) for n in ("lm_eval.api.task", "lm_eval.tasks._index")]
+    note = _DropExpectedNotes()
+    for logger in loggers:
+        logger.addFilter(note)
     try:
         yield
     finally:
-        logger.removeFilter(note)
+        for logger in loggers:
+            logger.removeFilter(note)
+
+
+@contextlib.contextmanager
+def _no_datasets_progress_bars() -> Iterator[None]:
+    """``datasets`` draws a bar for every split it prepares and every map/filter lm-eval runs:
+    hundreds of lines above a notebook's figures, saying nothing. Restored afterwards."""
+    import datasets
+
+    was_disabled = datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
 
 
 def lm_eval_batch_size(model: Any, batch_size: int) -> int | str:
@@ -220,6 +332,27 @@ def lm_eval_batch_size(model: Any, batch_size: int) -> int | str:
     fits, as the paper-scale runs need), else ``batch_size`` (CPU: memory is the limit we set)."""
     first = next(model.parameters(), None)
     return "auto" if first is not None and first.device.type == "cuda" else batch_size
+
+
+def load_tasks(
+    tasks: Sequence[str], include_path: Path | str | None = TASKS_DIR, task_data: Path | str | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """(task manager, lm-eval's loaded tasks): names checked, every task's data read (from the
+    Hub, its cache, ``task_data`` or the proxy files). No model needed: the paper profile calls
+    it before loading an 8B model, so a gated or missing dataset fails in seconds."""
+    names = check_tasks(tasks, include_path)
+    overlay = (mirror_overlay(str(task_data), tuple(names)),) if task_data else ()
+    manager = _task_manager(include_path, *overlay)
+    try:
+        with _quiet_lm_eval_notes(), _no_datasets_progress_bars():
+            return manager, manager.load(names)
+    except Exception as err:  # lm-eval/datasets raise many types; name the fix once
+        source = f"the mirror {task_data}" if task_data else "the Hugging Face Hub"
+        raise TaskError(
+            f"cannot load the data of {names} from {source}: {first_line(err)}. Proxy tasks: {BUILD_HINT}; "
+            "paper tasks read the Hub (network, or a pre-filled HF_DATASETS_CACHE; `huggingface-cli login` "
+            "and the dataset's terms accepted for gated ones) or a local mirror (task_data)."
+        ) from err
 
 
 def evaluate_tasks(
@@ -231,27 +364,20 @@ def evaluate_tasks(
     include_path: Path | str | None = TASKS_DIR,
     max_length: int | None = None,
     log_samples: bool = False,
+    task_data: Path | str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (in memory, e.g. just pruned) on lm-eval ``tasks``.
 
     Names are checked and the task data loaded before the model is touched, so a typo or a
-    missing file fails in seconds. Returns ``{"rows": [...], "versions": {...}, "config": {...}}``
+    missing file fails in seconds. ``task_data``: a local mirror of lm-eval's Hub datasets
+    (:func:`mirror_overlay`). Returns ``{"rows": [...], "versions": {...}, "config": {...}}``
     with one row per task: benchmark, lang, n, acc, acc_stderr, acc_norm, acc_norm_stderr,
     version (plus ``"samples"`` when ``log_samples``).
     """
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    names = check_tasks(tasks, include_path)
-    manager = _task_manager(str(include_path) if include_path else None)
-    try:
-        with _quiet_custom_dataset_note():
-            loaded = manager.load(names)  # reads the data: Hub downloads fail here, before the model
-    except Exception as err:  # lm-eval/datasets raise many types; name the fix once
-        raise TaskError(
-            f"cannot load the data of {names}: {err}. Proxy tasks: {BUILD_HINT}; paper tasks need "
-            "the Hugging Face Hub (network, or a pre-filled HF_DATASETS_CACHE)."
-        ) from err
+    manager, loaded = load_tasks(tasks, include_path, task_data)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
     results = lm_eval.simple_evaluate(
         model=lm,
@@ -268,6 +394,7 @@ def evaluate_tasks(
             "limit": limit,
             "max_length": lm.max_length,
             "include_path": str(include_path) if include_path else None,
+            "task_data": str(task_data) if task_data else None,
         }
     }
 

@@ -122,6 +122,8 @@ class ExperimentConfig(PruneConfig):
     udhr: bool = True
     tasks: tuple[str, ...] = ()
     task_limit: int | None = None
+    # a local mirror of the lm-eval tasks' Hub datasets (<folder>/facebook/xnli, ...); None: the Hub
+    task_data: str | None = None
     batch_size: int = 16
 
     def __post_init__(self) -> None:
@@ -212,15 +214,18 @@ def profiles() -> dict[str, dict]:
 
 
 def make_config(profile: str = "embedded", **overrides) -> ExperimentConfig:
-    """A profile's settings with ``overrides``; unknown keys and values fail here, with the fix."""
-    table = profiles()
-    if not isinstance(profile, str) or profile not in table:
-        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(table)}.")
+    """A profile's settings with ``overrides``; unknown keys and values fail here, with the fix.
+
+    ``profile`` names a profile of ``profiles.yaml`` or is a YAML file (``*.yaml``) that
+    ``extends:`` one and overrides any keys: a mirror of the Hub, a cluster's paths, a test's
+    stand-ins. Relative paths in it resolve like the built-in profiles' (repository root first).
+    """
+    base = _profile_values(profile)
     valid = {f.name for f in fields(ExperimentConfig)}
     unknown = sorted(set(overrides) - valid)
     if unknown:
         raise ConfigError(f"unknown config key(s) {unknown}; valid keys: {', '.join(sorted(valid))}.")
-    values = {**table[profile], **overrides, "profile": profile}
+    values = {**base, **overrides, "profile": profile}
     if values.get("calib_langs") in ("calib", "heldout"):
         values["calib_langs"] = data.languages(values["calib_langs"])
     for k in TUPLE_FIELDS:
@@ -228,6 +233,28 @@ def make_config(profile: str = "embedded", **overrides) -> ExperimentConfig:
     cfg = ExperimentConfig(**values)
     validate(cfg)
     return cfg
+
+
+def _profile_values(profile: str) -> dict:
+    """The settings of a built-in profile, or of a profile file over the profile it extends."""
+    table = profiles()
+    if isinstance(profile, str) and profile in table:
+        return dict(table[profile])
+    if not isinstance(profile, str) or Path(profile).suffix not in (".yaml", ".yml"):
+        raise ConfigError(
+            f"unknown profile {profile!r}; choose one of {', '.join(table)}, or a profile file "
+            "(*.yaml) with `extends: <profile>`."
+        )
+    path = next((p for p in (REPO_ROOT / profile, Path(profile)) if p.is_file()), Path(profile))
+    raw = _read_yaml(path)
+    parent = raw.pop("extends", None)
+    if parent not in table:
+        raise ConfigError(f"{path}: `extends: {parent}` must name one of the profiles {', '.join(table)}.")
+    keys = {f.name for f in fields(ExperimentConfig)} - {"profile"}  # the file is the profile
+    unknown = sorted(set(raw) - keys)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; it holds `extends` and config keys.")
+    return {**table[parent], **raw}
 
 
 def _as_tuple(value: object) -> object:
@@ -320,7 +347,16 @@ def validate(cfg: ExperimentConfig) -> None:
         from mwanda.evaluation import tasks as task_mod
 
         task_mod.check_tasks(task_list(cfg))
+    if cfg.task_data is not None and task_data_dir(cfg) is None:
+        raise ConfigError(f"task_data={cfg.task_data!r} is not a folder; name the tasks' datasets' folder.")
     resolve_model(cfg.model)  # a missing local directory fails now, never as a Hub lookup later
+
+
+def task_data_dir(cfg: ExperimentConfig) -> Path | None:
+    """The folder ``task_data`` names (repository root first, like models), or None."""
+    if cfg.task_data is None:
+        return None
+    return next((p.resolve() for p in (REPO_ROOT / cfg.task_data, Path(cfg.task_data)) if p.is_dir()), None)
 
 
 def task_list(cfg: ExperimentConfig) -> list[str]:
@@ -472,6 +508,12 @@ def run(
         return cached
     start = time.perf_counter()
     _eval_texts(cfg, cfg.eval_split)  # a missing dataset fails here, before the model is loaded
+    if cfg.method != "dense" and needs_data(cfg):
+        _calib_texts(_calib_source(cfg), cfg.calib_langs, cfg.nsamples, cfg.seqlen)
+    if cfg.tasks and cfg.corpus == "hub":  # so do the paper tasks' data (local proxy files are checked later)
+        from mwanda.evaluation import tasks as task_mod
+
+        task_mod.load_tasks(task_list(cfg), task_data=task_data_dir(cfg))
     model, tokenizer = _dense_model(cfg.model, cfg.dtype, cfg.device, cfg.model_revision)
     check_tokenizer(tokenizer, model)
     pruning = None
@@ -520,8 +562,9 @@ def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> 
         from mwanda.evaluation import tasks as task_mod
 
         batch_size = task_mod.lm_eval_batch_size(model, cfg.batch_size)  # "auto" on CUDA
+        names, mirror = task_list(cfg), task_data_dir(cfg)
         out = task_mod.evaluate_tasks(
-            model, tokenizer, task_list(cfg), batch_size=batch_size, limit=cfg.task_limit
+            model, tokenizer, names, batch_size=batch_size, limit=cfg.task_limit, task_data=mirror
         )
         for r in out["rows"]:
             rows += [
@@ -581,21 +624,30 @@ def _load_dense(source: Path | str, dtype: str, device: str, revision: str | Non
 
 def _calibration(cfg: ExperimentConfig) -> CalibrationSet:
     model = (resolve_model(cfg.model), cfg.dtype, cfg.device, cfg.model_revision)
-    source = (cfg.corpus, cfg.calib_dataset, cfg.calib_revision)
-    return _calibration_cached(model, source, cfg.calib_langs, cfg.nsamples, cfg.seqlen, cfg.seed)
+    return _calibration_cached(model, _calib_source(cfg), cfg.calib_langs, cfg.nsamples, cfg.seqlen, cfg.seed)
+
+
+def _calib_source(cfg: ExperimentConfig) -> tuple:
+    return (cfg.corpus, cfg.calib_dataset, cfg.calib_revision)
 
 
 @functools.lru_cache(maxsize=4)
 def _calibration_cached(model: tuple, source: tuple, langs, nsamples, seqlen, seed) -> CalibrationSet:
     """``model``: (source, dtype, device, revision); ``source``: (corpus, dataset, revision)."""
     _, tokenizer = _dense_model(*model)
+    texts = dict(_calib_texts(source, langs, nsamples, seqlen))
+    return build_balanced(texts, tokenizer, nsamples, seqlen, seed)
+
+
+@functools.lru_cache(maxsize=4)
+def _calib_texts(source: tuple, langs, nsamples, seqlen) -> tuple[tuple[str, str], ...]:
+    """Calibration text per language. Hub text: enough for nsamples windows per language,
+    streamed, in the dataset's own schema (CulturaX: ISO 639-1 configs, 'train', 'text')."""
     corpus, dataset, revision = source
     if corpus == "embedded":
-        texts = {lang: data.load_text(lang, "calib") for lang in langs}
-    else:  # enough text for nsamples windows per language, streamed, in the dataset's own schema
-        chars = seqlen * 16 * max(1, nsamples // len(langs))
-        texts = {lang: data.load_hub_text(dataset, lang, "calib", chars, revision) for lang in langs}
-    return build_balanced(texts, tokenizer, nsamples, seqlen, seed)
+        return tuple((lang, data.load_text(lang, "calib")) for lang in langs)
+    chars = seqlen * 16 * max(1, nsamples // len(langs))
+    return tuple((lang, data.load_hub_text(dataset, lang, "calib", chars, revision)) for lang in langs)
 
 
 def _eval_texts(cfg: ExperimentConfig, split: str) -> dict[str, str]:

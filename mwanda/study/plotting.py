@@ -39,8 +39,9 @@ def set_style() -> None:
 
 def figures_dir(profile: str) -> Path:
     """Where a profile's figures go: figures/ for the embedded default (committed), and
-    build/<profile>/figures for the others, so smoke or paper runs never overwrite them."""
-    return FIGURES_DIR if profile == "embedded" else REPO_ROOT / "build" / profile / "figures"
+    build/<profile>/figures for the others (a profile file: its name without .yaml), so smoke or
+    paper runs never overwrite them."""
+    return FIGURES_DIR if profile == "embedded" else REPO_ROOT / "build" / Path(profile).stem / "figures"
 
 
 def savefig(fig: plt.Figure, name: str, notebook: str, figures_dir: str | Path = FIGURES_DIR) -> list[Path]:
