@@ -183,7 +183,7 @@ def test_notebook_03_runs_under_the_paper_profile_on_the_stand_ins(sources, tmp_
     saved = {p.name for p in (tmp_path / "figures" / notebook.stem).iterdir()}
     assert (
         "per_language_bpb_50.png" in saved
-        and "xnli_accuracy.png" in saved
+        and "xnli_accuracy_50.png" in saved
         and not any("udhr" in s or "proxy" in s for s in saved)
     )
 
