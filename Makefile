@@ -8,6 +8,9 @@ PROFILE ?= embedded
 # A profile is a name in mwanda/study/profiles.yaml or a YAML file that `extends:` one (a mirror, a
 # cluster's paths): the file's path is made absolute, its build folder is named after the file.
 PROFILE_ARG := $(if $(filter %.yaml %.yml,$(PROFILE)),$(abspath $(PROFILE)),$(PROFILE))
+# Only `make figures` with the default profile writes the committed figures/; notebooks run by
+# hand (or with another profile) write to build/<profile>/figures.
+FIGURES_ARG := $(if $(filter embedded,$(PROFILE)),-p figures_dir $(ROOT)/figures)
 export PYTHONHASHSEED := 0
 
 NOTEBOOKS := $(sort $(wildcard $(ROOT)/notebooks/[0-9][0-9]_*.ipynb))
@@ -41,12 +44,14 @@ $(STAMP): $(ROOT)/pyproject.toml $(ROOT)/constraints.txt
 	touch $@
 
 # Every notebook, executed headless with papermill (parameters: profile), into build/<profile>/.
+# TQDM_DISABLE=1: no progress bars are drawn (ours, lm-eval's, transformers'): an executed
+# notebook holds its results, not thousands of bar updates.
 # Notebooks share work through the results cache (results/), so `make -j figures` is safe.
 figures: $(EXECUTED)
 
 $(BUILD)/%.ipynb: $(ROOT)/notebooks/%.ipynb $(STAMP) FORCE
 	@mkdir -p $(BUILD)
-	cd $(ROOT)/notebooks && $(PY) -m papermill --no-progress-bar --log-output $< $@.part -p profile $(PROFILE_ARG) \
+	cd $(ROOT)/notebooks && TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar --log-output $< $@.part -p profile $(PROFILE_ARG) $(FIGURES_ARG) \
 		$(if $(wildcard $(ROOT)/notebooks/params/$(PROFILE).yaml),-f $(ROOT)/notebooks/params/$(PROFILE).yaml)
 	mv $@.part $@
 

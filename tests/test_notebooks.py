@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import papermill
@@ -25,7 +26,10 @@ def results_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_under_smoke(path, tmp_path, results_dir):
+def test_notebook_runs_under_smoke(path, tmp_path, results_dir, monkeypatch):
+    """Executed as `make figures` does (TQDM_DISABLE=1): figures saved, and the executed notebook
+    holds results only: no progress bars or library warnings (stderr), no echoed paths."""
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # the kernel inherits it, as under the Makefile
     figures = tmp_path / "figures"
     params = SMOKE | {"results_dir": str(results_dir), "figures_dir": str(figures)}
     papermill.execute_notebook(
@@ -34,4 +38,28 @@ def test_notebook_runs_under_smoke(path, tmp_path, results_dir):
     saved = sorted(p.name for p in (figures / path.stem).iterdir())
     assert saved and all(any(s == f"{Path(p).stem}.pdf" for s in saved) for p in saved if p.endswith(".png"))
     executed = json.loads((tmp_path / path.name).read_text())
-    assert any(c.get("outputs") for c in executed["cells"] if c["cell_type"] == "code")
+    outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    assert outputs
+    stderr = ["".join(o["text"])[:200] for o in outputs if o.get("name") == "stderr"]
+    assert not stderr, stderr
+    echoed = ["".join(o["data"]["text/plain"]) for o in outputs if o["output_type"] == "execute_result"]
+    assert not [text for text in echoed if "PosixPath(" in text]
+    widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert not widgets  # tqdm.auto's notebook bars
+
+
+def test_notebooks_run_by_hand_never_write_the_committed_figures():
+    from mwanda.study import plotting
+
+    assert plotting.figures_dir("embedded") == ROOT / "build" / "embedded" / "figures"
+    assert plotting.figures_dir("/somewhere/my_mirror.yaml") == ROOT / "build" / "my_mirror" / "figures"
+    for profile, passes_figures in (("embedded", True), ("smoke", False), ("my.yaml", False)):
+        plan = subprocess.run(
+            ["make", "-n", "-C", str(ROOT), "00_embedded_model", f"PROFILE={profile}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        command = next(line for line in plan.splitlines() if "papermill" in line)
+        assert "TQDM_DISABLE=1" in command
+        assert (f"-p figures_dir {ROOT / 'figures'}" in command) == passes_figures, command

@@ -285,31 +285,57 @@ class _DropExpectedNotes(logging.Filter):
     """lm-eval messages that report what is intended: the note, once per task that uses
     ``custom_dataset`` (every proxy task), about CLI ``--metadata``, which does not apply here;
     the warning that a mirror's overlay task overrides lm-eval's own (that is the redirect); and
-    that xcopa's own config leaves its metric's defaults to lm-eval."""
+    that xcopa's own config leaves its metric's defaults to lm-eval; and HFLM's two warnings that
+    it was handed a model object rather than a name (the in-memory pruned model, on purpose).
+    HFLM's warning for each item it truncates to the model's context is counted instead: the
+    count goes into the result, once, rather than a line per item into a notebook."""
 
     NOTES = (
         "Custom kwargs can be passed",
         "overrides existing task from",
         "is defined, but aggregation is not",  # lm-eval's own xcopa config: it takes the defaults
         "is defined, but higher_is_better is not",
+        "`pretrained` model kwarg is not of type `str`",  # we pass the in-memory (pruned) model on purpose
+        "Passed an already-initialized model through `pretrained`",
     )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.truncated = 0  # items lm-eval cut from the left to fit the model's context
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
+        if "Truncating" in message and "from the left" in message:
+            self.truncated += 1  # one warning per item: counted, and reported once in the result
+            return False
         return not any(note in message for note in self.NOTES)
 
 
 @contextlib.contextmanager
-def _quiet_lm_eval_notes() -> Iterator[None]:
-    loggers = [logging.getLogger(n) for n in ("lm_eval.api.task", "lm_eval.tasks._index")]
+def _quiet_lm_eval_notes() -> Iterator[_DropExpectedNotes]:
+    names = ("lm_eval.api.task", "lm_eval.tasks._index", "lm_eval.models.huggingface")
+    loggers = [logging.getLogger(n) for n in names]
     note = _DropExpectedNotes()
     for logger in loggers:
         logger.addFilter(note)
     try:
-        yield
+        yield note
     finally:
         for logger in loggers:
             logger.removeFilter(note)
+
+
+def _hflm(model: Any, tokenizer: Any, batch_size: int | str, max_length: int | None, progress: bool) -> Any:
+    """lm-eval's HFLM around the in-memory model; without ``progress``, with lm-eval's own switch
+    for its progress bars turned on (``simple_evaluate`` does not pass one through)."""
+    from lm_eval.models.huggingface import HFLM
+
+    class QuietHFLM(HFLM):
+        def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list:
+            return super().loglikelihood(requests, disable_tqdm=True)
+
+    cls = HFLM if progress else QuietHFLM
+    return cls(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
 
 
 @contextlib.contextmanager
@@ -365,28 +391,29 @@ def evaluate_tasks(
     max_length: int | None = None,
     log_samples: bool = False,
     task_data: Path | str | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (in memory, e.g. just pruned) on lm-eval ``tasks``.
 
     Names are checked and the task data loaded before the model is touched, so a typo or a
     missing file fails in seconds. ``task_data``: a local mirror of lm-eval's Hub datasets
-    (:func:`mirror_overlay`). Returns ``{"rows": [...], "versions": {...}, "config": {...}}``
-    with one row per task: benchmark, lang, n, acc, acc_stderr, acc_norm, acc_norm_stderr,
-    version (plus ``"samples"`` when ``log_samples``).
+    (:func:`mirror_overlay`); ``progress``: lm-eval's progress bars. Returns ``{"rows": [...],
+    "versions": {...}, "config": {...}}`` with one row per task: benchmark, lang, n, acc,
+    acc_stderr, acc_norm, acc_norm_stderr, version (plus ``"samples"`` when ``log_samples``).
     """
     import lm_eval
-    from lm_eval.models.huggingface import HFLM
 
     manager, loaded = load_tasks(tasks, include_path, task_data)
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
-    results = lm_eval.simple_evaluate(
-        model=lm,
-        tasks=list(loaded["tasks"].values()),
-        task_manager=manager,
-        limit=limit,
-        log_samples=log_samples,
-        bootstrap_iters=1000,  # acc is a mean: its stderr is closed-form, not bootstrapped
-    )
+    with _quiet_lm_eval_notes() as notes:
+        lm = _hflm(model, tokenizer, batch_size, max_length, progress)
+        results = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=list(loaded["tasks"].values()),
+            task_manager=manager,
+            limit=limit,
+            log_samples=log_samples,
+            bootstrap_iters=1000,  # acc is a mean: its stderr is closed-form, not bootstrapped
+        )
     return tidy_results(results, log_samples) | {
         "config": {
             "lm_eval": lm_eval.__version__,
@@ -395,6 +422,7 @@ def evaluate_tasks(
             "max_length": lm.max_length,
             "include_path": str(include_path) if include_path else None,
             "task_data": str(task_data) if task_data else None,
+            "truncated_items": notes.truncated,  # lm-eval cut their context from the left to fit
         }
     }
 

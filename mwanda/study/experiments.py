@@ -497,10 +497,22 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def default_progress() -> bool:
+    """Progress bars and a line per record, unless ``TQDM_DISABLE`` is set (tqdm's own switch,
+    which silences the bars of the libraries too): `make figures` sets it, so an executed notebook
+    holds its results rather than thousands of bar updates."""
+    return not os.environ.get("TQDM_DISABLE")  # tqdm reads any non-empty value as "disable"
+
+
 def run(
-    cfg: ExperimentConfig, force: bool = False, results_dir: str | Path = RESULTS_DIR, progress: bool = True
+    cfg: ExperimentConfig,
+    force: bool = False,
+    results_dir: str | Path = RESULTS_DIR,
+    progress: bool | None = None,
 ) -> dict:
-    """Compute (or reuse) the record of ``cfg`` and return it."""
+    """Compute (or reuse) the record of ``cfg`` and return it (``progress``: None follows
+    :func:`default_progress`)."""
+    progress = default_progress() if progress is None else progress
     validate(cfg)
     path = record_path(cfg, check_results_dir(results_dir))
     cached = None if force else read_record(path, on_damage="recomputing it")
@@ -524,14 +536,14 @@ def run(
         calib = _calibration(cfg) if needs_data(cfg) else None
         report = prune_model(model, calib, cfg.prune_config(), batch_size=cfg.batch_size, progress=progress)
         pruning = _pruning_summary(report)
-    rows, task_versions = evaluate(model, tokenizer, cfg, progress)
+    rows, task_info = evaluate(model, tokenizer, cfg, progress)
     record = {
         "key": cfg.key(),
         "version": SCORING_VERSION,
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
         "metrics": rows,
         "pruning": pruning,
-        "provenance": _provenance(task_versions),
+        "provenance": _provenance(task_info),
         "seconds": time.perf_counter() - start,
     }
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
@@ -541,7 +553,8 @@ def run(
 
 
 def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> tuple[list[dict], dict]:
-    """Tidy metric rows {language, metric, value} for the evaluation suite of ``cfg``."""
+    """Tidy metric rows {language, metric, value} for the evaluation suite of ``cfg``, and the
+    tasks' provenance: lm-eval task versions and how many items were truncated to the context."""
     from mwanda.evaluation.perplexity import context_length, per_language_perplexity
 
     rows = []
@@ -557,14 +570,14 @@ def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> 
                 {"language": lang, "metric": f"{prefix}{m}", "value": v}
                 for m, v in (("bpb", r.bits_per_byte), ("ppl", r.ppl), ("bpc", r.bits_per_char))
             ]
-    versions = {}
+    task_info: dict = {"versions": {}}
     if cfg.tasks:
         from mwanda.evaluation import tasks as task_mod
 
         batch_size = task_mod.lm_eval_batch_size(model, cfg.batch_size)  # "auto" on CUDA
         names, mirror = task_list(cfg), task_data_dir(cfg)
         out = task_mod.evaluate_tasks(
-            model, tokenizer, names, batch_size=batch_size, limit=cfg.task_limit, task_data=mirror
+            model, tokenizer, names, batch_size, cfg.task_limit, task_data=mirror, progress=progress
         )
         for r in out["rows"]:
             rows += [
@@ -572,8 +585,8 @@ def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> 
                 for m in ("acc", "acc_norm")
                 if r.get(m) is not None
             ]
-        versions = out.get("versions", {})
-    return rows, versions
+        task_info = {"versions": out["versions"], "truncated_items": out["config"]["truncated_items"]}
+    return rows, task_info
 
 
 def summarize(record: dict) -> str:
@@ -617,9 +630,18 @@ def _dense_model(name: str, dtype: str, device: str, revision: str | None = None
 
 @functools.lru_cache(maxsize=2)
 def _load_dense(source: Path | str, dtype: str, device: str, revision: str | None = None):
+    import transformers
+
     from mwanda.core.models import load_model
 
-    return load_model(source, dtype=dtype, device=device, revision=revision)
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    if not default_progress():  # transformers' "Loading weights" bar ignores TQDM_DISABLE
+        transformers.utils.logging.disable_progress_bar()
+    try:
+        return load_model(source, dtype=dtype, device=device, revision=revision)
+    finally:
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
 
 
 def _calibration(cfg: ExperimentConfig) -> CalibrationSet:
@@ -675,7 +697,7 @@ def _pruning_summary(report) -> dict:
     }
 
 
-def _provenance(task_versions: dict) -> dict:
+def _provenance(task_info: dict) -> dict:
     import importlib.metadata as md
 
     from mwanda.core.report import environment_info
@@ -688,5 +710,7 @@ def _provenance(task_versions: dict) -> dict:
             env[pkg] = None
     manifest = data.CORPUS_DIR / data.MANIFEST_NAME
     env["corpus_manifest_sha256"] = data.sha256_file(manifest) if manifest.exists() else None
-    env["task_versions"] = task_versions
+    env["task_versions"] = task_info["versions"]
+    if "truncated_items" in task_info:  # lm-eval cut these items' context from the left to fit
+        env["task_truncated_items"] = task_info["truncated_items"]
     return env

@@ -38,10 +38,10 @@ def set_style() -> None:
 
 
 def figures_dir(profile: str) -> Path:
-    """Where a profile's figures go: figures/ for the embedded default (committed), and
-    build/<profile>/figures for the others (a profile file: its name without .yaml), so smoke or
-    paper runs never overwrite them."""
-    return FIGURES_DIR if profile == "embedded" else REPO_ROOT / "build" / Path(profile).stem / "figures"
+    """Where a notebook run by hand saves its figures: build/<profile>/figures (a profile file:
+    its name without .yaml). The committed figures/ is written only by `make figures`, which
+    passes it explicitly, so exploring a notebook never dirties the repository."""
+    return REPO_ROOT / "build" / Path(profile).stem / "figures"
 
 
 def savefig(fig: plt.Figure, name: str, notebook: str, figures_dir: str | Path = FIGURES_DIR) -> list[Path]:

@@ -71,7 +71,7 @@ def pending(configs: list[ExperimentConfig], results_dir: str | Path = RESULTS_D
 
 
 def run_local(
-    configs: list[ExperimentConfig], results_dir: str | Path = RESULTS_DIR, progress: bool = True
+    configs: list[ExperimentConfig], results_dir: str | Path = RESULTS_DIR, progress: bool | None = None
 ) -> list[dict]:
     """Run configs one after another in this process (model and data loaded once)."""
     experiments.check_results_dir(results_dir)
@@ -112,7 +112,7 @@ def run_grid(
     profile: str = "embedded",
     results_dir: str | Path = RESULTS_DIR,
     base: dict | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     **grid,
 ):
     """Run (or reuse) every config of ``grid`` and its dense baselines; return the tidy frame of
