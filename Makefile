@@ -18,7 +18,7 @@ NB_NAMES := $(notdir $(basename $(NOTEBOOKS)))
 BUILD := $(ROOT)/build/$(basename $(notdir $(PROFILE)))
 EXECUTED := $(NB_NAMES:%=$(BUILD)/%.ipynb)
 
-.PHONY: all setup figures test lint format corpus tasks model gpu-check clean help $(NB_NAMES) FORCE
+.PHONY: all setup figures test lint format lab corpus tasks model gpu-check clean help $(NB_NAMES) FORCE
 
 all: figures
 
@@ -26,6 +26,7 @@ help:
 	@echo "make figures  - set up, then execute every notebook headless (PROFILE=embedded|paper|smoke|file.yaml)"
 	@echo "make NN_name  - execute one notebook, e.g. make 03_mwanda_vs_wanda PROFILE=smoke"
 	@echo "make test     - set up, then run the whole test suite"
+	@echo "make lab      - set up, then start JupyterLab on notebooks/ from the project's environment"
 	@echo "make lint     - ruff check + format check"
 	@echo "make gpu-check - on a CUDA machine: GPU tests, 8B-sized prune timings, 2:4 matmul (JSON in build/)"
 	@echo "make corpus   - rebuild data/corpus from Debian and npm packages"
@@ -59,6 +60,10 @@ $(BUILD)/%.ipynb: $(ROOT)/notebooks/%.ipynb $(STAMP) FORCE
 $(NB_NAMES): %: $(BUILD)/%.ipynb
 
 FORCE:
+
+# JupyterLab from the project's environment; --allow-root where make runs as root (containers).
+lab: $(STAMP)
+	cd $(ROOT)/notebooks && $(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: $(STAMP)
 	cd $(ROOT) && $(PY) -m pytest -q

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -63,3 +64,11 @@ def test_notebooks_run_by_hand_never_write_the_committed_figures():
         command = next(line for line in plan.splitlines() if "papermill" in line)
         assert "TQDM_DISABLE=1" in command
         assert (f"-p figures_dir {ROOT / 'figures'}" in command) == passes_figures, command
+
+
+def test_make_lab_starts_jupyterlab_from_the_project_environment():
+    plan = subprocess.run(["make", "-n", "-C", str(ROOT), "lab"], capture_output=True, text=True, check=True)
+    command = next(line for line in plan.stdout.splitlines() if "jupyter lab" in line)
+    assert f"{ROOT}/.venv/bin/jupyter lab" in command and "cd " + str(ROOT / "notebooks") in command
+    assert ("--allow-root" in command) == (os.getuid() == 0)
+    assert (ROOT / ".venv" / "bin" / "jupyter-lab").exists()  # jupyterlab is in the study extra
