@@ -278,7 +278,7 @@ def test_damaged_record_is_recomputed_by_run_and_sweep(model_dir, tmp_path, dama
     "line,message",
     [
         ("nsamples: many", "nsamples='many' must be an integer"),
-        ("batch_size: 2.5", "batch_size=2.5 must be an integer"),
+        ("batch_size: 2.5", "batch_size=2.5 must be an integer or 'auto'"),
         ("seed: abc", "seed='abc' must be an integer"),
         ("eval_langs: 5", "eval_langs=5 must be a list of strings"),
         ("sparsity: half", "sparsity='half' must be a number"),
@@ -397,3 +397,21 @@ def test_a_new_hyperparameter_at_its_default_keeps_old_keys():
     assert "include" not in cfg.normalized() and "exclude" not in cfg.normalized()
     other = experiments.make_config("smoke", method="mwanda", exclude=["*.down_proj"])
     assert other.normalized()["exclude"] == ["*.down_proj"] and other.key() != cfg.key()
+
+
+def test_batch_size_auto_resolves_per_use_and_keeps_the_key(model_dir, tmp_path):
+    """'auto' (the paper profile's) picks a batch per pass; batch size is not part of the key,
+    and masks do not depend on it."""
+    from mwanda.core.prune import AUTO_BATCH_MAX
+
+    auto = smoke(model_dir, method="wanda", batch_size="auto")
+    assert auto.key() == smoke(model_dir, method="wanda", batch_size=2).key()
+    model, _ = experiments.dense_model(auto)
+    assert experiments.resolve_batch_size("auto", model, 3, 64) == 3  # a tiny model: capped by nsamples
+    assert 1 <= experiments.resolve_batch_size("auto", model, 100, 64) <= AUTO_BATCH_MAX
+    assert experiments.resolve_batch_size(5, model, 3, 64) == 5
+    a = experiments.run(auto, results_dir=tmp_path / "a", progress=False)
+    b = experiments.run(
+        smoke(model_dir, method="wanda", batch_size=1), results_dir=tmp_path / "b", progress=False
+    )
+    assert a["pruning"]["mask_sha256"] == b["pruning"]["mask_sha256"]

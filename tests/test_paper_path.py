@@ -44,7 +44,7 @@ def paper(sources, **overrides):
         model=str(sources["model"]), calib_dataset=str(sources["calib"]), eval_dataset=str(sources["eval"])
     )
     smoke = dict(device="cpu", calib_langs=CALIB, eval_langs=EVAL, nsamples=6, seqlen=64, eval_max_chars=2000)
-    return experiments.make_config("paper", **(local | smoke | {"tasks": [], "batch_size": 4} | overrides))
+    return experiments.make_config("paper", **(local | smoke | {"tasks": []} | overrides))  # batch_size: auto
 
 
 def test_stand_ins_are_read_in_the_hubs_own_names(sources):

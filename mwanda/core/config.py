@@ -104,17 +104,22 @@ class PruneConfig:
 def _type_name(tp) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
     args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) is typing.Literal:
+        return " or ".join(repr(a) for a in args)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in args) + " or null"
+        null = " or null" if type(None) in typing.get_args(tp) else ""
+        return " or ".join(_type_name(a) for a in args) + null
     if typing.get_origin(tp) is tuple:
         return f"a list of {_type_name(args[0]).removeprefix('a ').removeprefix('an ')}s"
     return names.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _is_type(value: object, tp) -> bool:
-    """``value`` has type ``tp`` (int, float, str, bool, X | None, tuple[X, ...]); bools are not
+    """``value`` has type ``tp`` (int, float, str, bool, Literal, X | None, tuple[X, ...]); bools are not
     numbers here, so ``nsamples: true`` in YAML is caught, and ints count as floats."""
     origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
         return any(_is_type(value, a) for a in typing.get_args(tp))
     if origin is tuple:

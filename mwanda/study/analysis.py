@@ -15,7 +15,7 @@ import torch
 from mwanda.core import allocation, scores
 from mwanda.core.calibration import CalibrationSet
 from mwanda.core.config import PruneConfig
-from mwanda.core.prune import BlockInputs, dense_blocks, make_plan
+from mwanda.core.prune import BlockInputs, auto_batch_size, dense_blocks, make_plan
 from mwanda.core.stats import LanguageStats
 
 
@@ -28,8 +28,11 @@ class DenseStatistics:
 
 
 @torch.no_grad()
-def dense_statistics(model, calib: CalibrationSet, batch_size: int = 8) -> DenseStatistics:
-    """One dense pass over all blocks; statistics moved to the CPU as they are finished."""
+def dense_statistics(model, calib: CalibrationSet, batch_size: int | str = 8) -> DenseStatistics:
+    """One dense pass over all blocks; statistics moved to the CPU as they are finished
+    (``batch_size`` "auto": as the runner resolves it)."""
+    if batch_size == "auto":
+        batch_size = auto_batch_size(model, calib.nsamples, calib.seqlen)
     plan = make_plan(model, PruneConfig())
     x = BlockInputs.capture(model, calib, batch_size)
     block_inputs, linears = [], []

@@ -37,7 +37,7 @@ from mwanda.core.calibration import CalibrationSet, build_balanced
 from mwanda.core.config import METHODS as PRUNE_METHODS
 from mwanda.core.config import ConfigError, PruneConfig, check_types, param
 from mwanda.core.models import ModelLoadError, resolve_model
-from mwanda.core.prune import needs_data
+from mwanda.core.prune import AUTO_BATCH_MAX, auto_batch_size, needs_data
 from mwanda.errors import MwandaWarning, UserError
 from mwanda.io import atomic_write_text
 
@@ -124,7 +124,9 @@ class ExperimentConfig(PruneConfig):
     task_limit: int | None = None
     # a local mirror of the lm-eval tasks' Hub datasets (<folder>/facebook/xnli, ...); None: the Hub
     task_data: str | None = None
-    batch_size: int = 16
+    # sequences per forward pass (pruning) and windows per pass (evaluation); "auto": the largest
+    # batch whose activations fit a quarter of free memory (up to 8), lm-eval's own search on CUDA
+    batch_size: int | typing.Literal["auto"] = 16
 
     def __post_init__(self) -> None:
         """No checks here (``validate`` does them, with the file's name); lists become tuples."""
@@ -341,8 +343,10 @@ def validate(cfg: ExperimentConfig) -> None:
             raise ConfigError("corpus='hub' needs calib_dataset and eval_dataset (Hub dataset ids).")
     else:
         raise ConfigError(f"corpus={cfg.corpus!r}: use 'embedded' or 'hub'.")
-    if cfg.nsamples < 1 or cfg.seqlen < 2 or cfg.batch_size < 1:
-        raise ConfigError("nsamples, batch_size must be >= 1 and seqlen >= 2.")
+    if cfg.nsamples < 1 or cfg.seqlen < 2:
+        raise ConfigError("nsamples must be >= 1 and seqlen >= 2.")
+    if cfg.batch_size != "auto" and cfg.batch_size < 1:
+        raise ConfigError(f"batch_size={cfg.batch_size!r}: use a positive integer or 'auto'.")
     if cfg.tasks:
         from mwanda.evaluation import tasks as task_mod
 
@@ -534,7 +538,8 @@ def run(
 
         model = copy.deepcopy(model)
         calib = _calibration(cfg) if needs_data(cfg) else None
-        report = prune_model(model, calib, cfg.prune_config(), batch_size=cfg.batch_size, progress=progress)
+        batch_size = resolve_batch_size(cfg.batch_size, model, cfg.nsamples, cfg.seqlen)
+        report = prune_model(model, calib, cfg.prune_config(), batch_size=batch_size, progress=progress)
         pruning = _pruning_summary(report)
     rows, task_info = evaluate(model, tokenizer, cfg, progress)
     record = {
@@ -563,7 +568,8 @@ def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> 
         suites.append(("udhr", _eval_texts(cfg, "udhr")))
     for name, texts in suites:
         window = cfg.eval_window or min(context_length(model), 2048)
-        res = per_language_perplexity(model, tokenizer, texts, window, None, cfg.batch_size, progress)
+        batch_size = resolve_batch_size(cfg.batch_size, model, AUTO_BATCH_MAX, window)
+        res = per_language_perplexity(model, tokenizer, texts, window, None, batch_size, progress)
         prefix = "" if name == cfg.eval_split else f"{name}_"
         for lang, r in res.items():
             rows += [
@@ -574,7 +580,8 @@ def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> 
     if cfg.tasks:
         from mwanda.evaluation import tasks as task_mod
 
-        batch_size = task_mod.lm_eval_batch_size(model, cfg.batch_size)  # "auto" on CUDA
+        window = min(context_length(model), 2048)
+        batch_size = task_mod.lm_eval_batch_size(model, resolve_batch_size(cfg.batch_size, model, 8, window))
         names, mirror = task_list(cfg), task_data_dir(cfg)
         out = task_mod.evaluate_tasks(
             model, tokenizer, names, batch_size, cfg.task_limit, task_data=mirror, progress=progress
@@ -587,6 +594,13 @@ def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> 
             ]
         task_info = {"versions": out["versions"], "truncated_items": out["config"]["truncated_items"]}
     return rows, task_info
+
+
+def resolve_batch_size(batch_size: int | str, model, nsamples: int, seqlen: int) -> int:
+    """``batch_size`` as a number: "auto" becomes the largest batch of ``seqlen``-token sequences
+    (up to min(nsamples, 8)) whose activations fit a quarter of the free memory. Masks do not
+    depend on it (tested), and evaluation only up to float rounding."""
+    return auto_batch_size(model, nsamples, seqlen) if batch_size == "auto" else int(batch_size)
 
 
 def summarize(record: dict) -> str:
