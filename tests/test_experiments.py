@@ -7,6 +7,7 @@ import re
 import shutil
 from dataclasses import fields
 
+import pandas as pd
 import pytest
 from conftest import tiny_model
 from transformers import AutoTokenizer
@@ -139,6 +140,56 @@ def test_results_frame_dense_join_and_equity(model_dir, tmp_path):
         assert r["worst_rel_increase"] == pytest.approx(per_lang["rel_increase"].max())
         assert r["spread"] == pytest.approx(per_lang["rel_increase"].max() - per_lang["rel_increase"].min())
     assert len(results.load(tmp_path, method="wanda")["method"].unique()) == 1
+
+
+def _frame(increases: dict[str, list[list[float]]]) -> pd.DataFrame:
+    """A with_dense-like frame: label -> per seed, per language relative increases (bpb)."""
+    return pd.DataFrame(
+        [
+            {
+                "label": label,
+                "seed": seed,
+                "language": f"l{i}",
+                "metric": "bpb",
+                "sparsity": 0.5,
+                "rel_increase": v,
+            }
+            for label, seeds in increases.items()
+            for seed, values in enumerate(seeds)
+            for i, v in enumerate(values)
+        ]
+    )
+
+
+BASE = [[0.2, 0.2, 0.2], [0.2, 0.2, 0.5]]  # two seeds x three languages
+
+
+@pytest.mark.parametrize(
+    ("other", "verdict", "better", "gaps"),
+    [
+        ([[0.1, 0.1, 0.3], [0.1, 0.2, 0.4]], "holds", 2, (-0.1 / 3, -0.2 / 3)),
+        ([[0.1, 0.1, 0.3], [0.3, 0.3, 0.6]], "within noise", 0, (-0.1 / 3, 0.3 / 3)),
+        ([[0.3, 0.3, 0.5], [0.3, 0.3, 0.6]], "reversed", 0, (0.5 / 3, 0.3 / 3)),
+    ],
+)
+def test_compare_counts_languages_and_pairs_seeds(other, verdict, better, gaps):
+    """Per-language means over seeds decide ``languages_better``; per-seed means over languages
+    decide the verdict; a third label in the frame is ignored."""
+    row = results.compare(_frame({"a": BASE, "b": other, "c": [[9.0] * 3] * 2}), "a", "b").iloc[0]
+    assert (row["sparsity"], row["base"], row["other"]) == (0.5, "a", "b")
+    assert row["base_mean"] == pytest.approx(1.5 / 6)
+    assert row["other_mean"] == pytest.approx(sum(map(sum, other)) / 6)
+    assert row["difference"] == pytest.approx(row["other_mean"] - row["base_mean"])
+    assert (row["languages_better"], row["languages"], row["seeds"]) == (better, 3, 2)
+    assert row["seed_min"] == pytest.approx(min(gaps)) and row["seed_max"] == pytest.approx(max(gaps))
+    assert row["verdict"] == verdict
+
+
+def test_sparsegpt_variants_are_valid_configs_with_their_labels():
+    for label, keys in sweep.SPARSEGPT_VARIANTS.items():
+        cfg = experiments.make_config("embedded", **keys)
+        experiments.validate(cfg)
+        assert results.method_label(pd.Series(cfg.to_dict())) == label
 
 
 def test_sweep_expands_dedups_and_skips_done(model_dir, tmp_path):

@@ -28,6 +28,8 @@ METHOD_COLORS = {
     "ria": "#9467bd",
     "mwanda": "#d62728",
     "mwanda+ria": "#ff7f0e",
+    "sparsegpt": "#2ca02c",
+    "mwanda+sparsegpt": "#8c564b",
 }
 
 

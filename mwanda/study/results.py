@@ -101,6 +101,46 @@ def equity(df: pd.DataFrame, metric: str = "bpb", by: tuple[str, ...] = ("method
     return pd.DataFrame(rows)
 
 
+def compare(
+    df: pd.DataFrame, base: str, other: str, metric: str = "bpb", by: tuple[str, ...] = ("sparsity",)
+) -> pd.DataFrame:
+    """Method label ``other`` against ``base`` per group of ``by`` (expects ``with_dense`` output).
+
+    Columns: the two labels, each one's mean relative increase over languages and seeds
+    (``base_mean``, ``other_mean``), ``difference`` (other - base; negative: ``other`` degrades
+    less), ``languages_better`` of ``languages`` (per-language means over seeds, other strictly
+    lower), the paired per-seed differences of the means over languages (``seed_min``,
+    ``seed_max``, ``seeds``), and ``verdict``: 'holds' if ``other`` is lower in every seed,
+    'reversed' if higher in every seed, else 'within noise'.
+    """
+    d = df[(df["metric"] == metric) & df["label"].isin([base, other])]
+    d = d.assign(label=d["label"].astype(str))
+    rows = []
+    for group, g in d.groupby(list(by)):
+        group = group if isinstance(group, tuple) else (group,)
+        per_lang = g.groupby(["label", "language"])["rel_increase"].mean().unstack("label")
+        per_seed = g.groupby(["label", "seed"])["rel_increase"].mean().unstack("label").dropna()
+        gap = per_seed[other] - per_seed[base]
+        verdict = "holds" if (gap < 0).all() else "reversed" if (gap > 0).all() else "within noise"
+        rows.append(
+            dict(zip(by, group, strict=True))
+            | {
+                "base": base,
+                "other": other,
+                "base_mean": per_lang[base].mean(),
+                "other_mean": per_lang[other].mean(),
+                "difference": per_lang[other].mean() - per_lang[base].mean(),
+                "languages_better": int((per_lang[other] < per_lang[base]).sum()),
+                "languages": len(per_lang.dropna()),
+                "seed_min": gap.min(),
+                "seed_max": gap.max(),
+                "seeds": len(gap),
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def method_label(row) -> str:
     """'mwanda', 'mwanda+ria' (RIA with M-Wanda's activation term), 'mwanda+sparsegpt', 'wanda+owl', ..."""
     name = f"mwanda+{row.method}" if row.method in ("ria", "sparsegpt") and row.language_aware else row.method
