@@ -190,10 +190,17 @@ def lm_eval_task_field(name: str, key: str) -> Any:
     """``key`` of lm-eval's own config of task ``name`` (``dataset_path``, ``dataset_name``,
     ``test_split``, ...), following its ``include`` chain as lm-eval does (the file wins over
     what it includes, later includes over earlier ones); None when unset."""
-    entry = _task_manager(None).task_index.get(name)
-    if entry is None or getattr(entry, "yaml_path", None) is None:
+    path = _own_task_yaml(name)
+    if path is None:
         raise TaskError(f"{name!r} is not one of lm-eval's own YAML tasks; it has no config to read.")
-    return _yaml_field(Path(entry.yaml_path), key)
+    return _yaml_field(path, key)
+
+
+def _own_task_yaml(name: str) -> Path | None:
+    """The YAML file of lm-eval's own task ``name``; None for tasks it does not ship (ours)."""
+    entry = _task_manager(None).task_index.get(name)
+    path = getattr(entry, "yaml_path", None)
+    return None if path is None else Path(path)
 
 
 def _yaml_field(path: Path, key: str) -> Any:
@@ -223,17 +230,16 @@ def mirror_overlay(task_data: str, names: tuple[str, ...]) -> Path:
     root = Path(task_data)
     if not root.is_dir():
         raise TaskError(f"task_data={task_data!r} is not a folder; give the folder of the tasks' datasets.")
-    own = _task_manager(None).task_index
     overlays, missing = {}, []
     for name in names:
-        if name not in own or getattr(own[name], "yaml_path", None) is None:
+        own = _own_task_yaml(name)
+        if own is None:
             continue
-        dataset = lm_eval_task_field(name, "dataset_path")
-        local = root / dataset
+        local = root / _yaml_field(own, "dataset_path")
         if not local.is_dir():
             missing.append(f"{name} needs {local}")
             continue
-        overlays[name] = {"include": str(own[name].yaml_path), "task": name, "dataset_path": str(local)}
+        overlays[name] = {"include": str(own), "task": name, "dataset_path": str(local)}
     if missing:
         raise TaskError(
             f"task_data={task_data!r} lacks datasets: {'; '.join(missing)}. Copy each Hub dataset there "

@@ -247,7 +247,7 @@ def _profile_values(profile: str) -> dict:
             f"unknown profile {profile!r}; choose one of {', '.join(table)}, or a profile file "
             "(*.yaml) with `extends: <profile>`."
         )
-    path = next((p for p in (REPO_ROOT / profile, Path(profile)) if p.is_file()), Path(profile))
+    path = _repo_first(profile, Path.is_file) or Path(profile)
     raw = _read_yaml(path)
     parent = raw.pop("extends", None)
     if parent not in table:
@@ -360,7 +360,15 @@ def task_data_dir(cfg: ExperimentConfig) -> Path | None:
     """The folder ``task_data`` names (repository root first, like models), or None."""
     if cfg.task_data is None:
         return None
-    return next((p.resolve() for p in (REPO_ROOT / cfg.task_data, Path(cfg.task_data)) if p.is_dir()), None)
+    found = _repo_first(cfg.task_data, Path.is_dir)
+    return found.resolve() if found else None
+
+
+def _repo_first(text: str, exists) -> Path | None:
+    """``text`` as a path under the repository root, else as given (relative to the working
+    directory), whichever ``exists(path)`` first; None if neither. Models resolve the same way
+    (``resolve_model``), so every path in a profile reads alike."""
+    return next((p for p in (REPO_ROOT / text, Path(text)) if exists(p)), None)
 
 
 def task_list(cfg: ExperimentConfig) -> list[str]:
@@ -566,9 +574,10 @@ def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> 
     suites = [(cfg.eval_split, _eval_texts(cfg, cfg.eval_split))]
     if cfg.udhr and cfg.corpus == "embedded":
         suites.append(("udhr", _eval_texts(cfg, "udhr")))
+    context = min(context_length(model), 2048)
+    window = cfg.eval_window or context
+    batch_size = resolve_batch_size(cfg.batch_size, model, AUTO_BATCH_MAX, window)
     for name, texts in suites:
-        window = cfg.eval_window or min(context_length(model), 2048)
-        batch_size = resolve_batch_size(cfg.batch_size, model, AUTO_BATCH_MAX, window)
         res = per_language_perplexity(model, tokenizer, texts, window, None, batch_size, progress)
         prefix = "" if name == cfg.eval_split else f"{name}_"
         for lang, r in res.items():
@@ -580,8 +589,9 @@ def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> 
     if cfg.tasks:
         from mwanda.evaluation import tasks as task_mod
 
-        window = min(context_length(model), 2048)
-        batch_size = task_mod.lm_eval_batch_size(model, resolve_batch_size(cfg.batch_size, model, 8, window))
+        # lm-eval scores items of up to the model's context, whatever eval_window is
+        task_batch = resolve_batch_size(cfg.batch_size, model, AUTO_BATCH_MAX, context)
+        batch_size = task_mod.lm_eval_batch_size(model, task_batch)
         names, mirror = task_list(cfg), task_data_dir(cfg)
         out = task_mod.evaluate_tasks(
             model, tokenizer, names, batch_size, cfg.task_limit, task_data=mirror, progress=progress

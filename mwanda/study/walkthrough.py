@@ -69,7 +69,8 @@ def walk_layer(
     W = layer_weight(model, block, layer)
     r = scores.language_rms(s.counts, s.sumsq)
     P = scores.activation_probability(s.counts, s.active) if s.active is not None else None
-    wanda = scores.wanda(W, scores.wanda_activation(s.sumsq))
+    norm = scores.wanda_activation(s.sumsq)
+    wanda = scores.wanda(W, norm)
     act = scores.mwanda_activation(s.counts, s.sumsq, s.sums, s.active, alpha=alpha, beta=beta)
     mwanda = scores.wanda(W, act)
     return LayerWalk(
@@ -78,7 +79,7 @@ def walk_layer(
         languages=list(st.languages),
         weight=W,
         r=r,
-        norm=scores.wanda_activation(s.sumsq),
+        norm=norm,
         V=scores.variation_rms_cv(r),
         P=P,
         scale=scores.language_scale(s.counts, s.sumsq, s.sums, s.active, alpha=alpha, beta=beta),
