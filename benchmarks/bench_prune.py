@@ -1,11 +1,20 @@
-"""Wall time and peak memory of the pruning methods (issue 2 §8). Not a test: run by hand.
+"""Wall time and peak memory of the pruning methods (issue 2 §8, issue 14 parts 5-6). Not a test:
+run by hand.
 
     .venv/bin/python benchmarks/bench_prune.py                      # 10M and 100M configs
     .venv/bin/python benchmarks/bench_prune.py --sizes 500m --nsamples 32
     .venv/bin/python benchmarks/bench_prune.py --model data/models/tiny-ml-llama
+    .venv/bin/python benchmarks/bench_prune.py --sizes 100m --methods floor wanda mwanda --repeats 3
 
 Each (model, method) runs in fresh processes. Time: one process prunes twice; "cold" is the
-first prune, "warm" the second (the same work on the already pruned weights).
+first prune, "warm" the second (the same work on the already pruned weights). ``--repeats R``
+starts R processes per (model, method), interleaved (floor, wanda, ..., floor, wanda, ...) so that
+drifting load on a shared machine hits every method alike; the table shows medians.
+
+"floor" prunes nothing: it is the least work any sequential prune does, block 0's calibration
+inputs (``BlockInputs.capture``) and then two plain forward passes of every decoder block over
+all calibration sequences, block by block with the driver's own ``forward_block`` (no hooks, no
+statistics, no masks). "x floor" is a method's warm time over the floor's.
 
 Memory = the model's bytes + what pruning adds on top of the process as it stood just before
 pruning: the peak resident set (VmHWM, reset via /proc/self/clear_refs right before the call)
@@ -14,14 +23,19 @@ minus the file-backed pages that appeared during the prune (library code of kern
 did not use, such as sort and scatter: ~3 MiB, once per process). So the Python/torch runtime,
 its code and GEMM scratch are not counted. Two numbers:
 
-- "rss": glibc as it comes. glibc keeps freed pages of large tensors in its heap and raises its
-  mmap threshold as they are freed, so the resident set also holds freed, fragmented memory.
+- "rss": glibc as it comes (median over the repeats' cold prunes). glibc keeps freed pages of
+  large tensors in its heap and raises its mmap threshold as they are freed, so the resident set
+  also holds freed, fragmented memory.
 - "live": a second process with MALLOC_MMAP_THRESHOLD_=131072, which fixes that threshold, so
   every allocation over 128 KiB is returned to the OS when freed: the resident set is then what
   the algorithm holds (plus small-object heap). Slower, so not used for the times.
 
-Both are compared with the budget: model + two activation buffers [N, T, d] + one block, + 5%.
-Targets: mwanda (uniform) <= 1.10x wanda's wall time; mwanda + cwl <= 1.6x; live <= budget.
+Both are compared with the budget, + 5%: model + two activation buffers [N, T, d] + one block;
+for SparseGPT also the float64 Hessians of one block (one d_in x d_in per distinct linear input,
+as ``stats.BlockStatsCollector`` shares them), which the driver holds while it prunes the block.
+Targets (``TARGETS``): wanda and mwanda <= 1.15x floor and sparsegpt+la <= 1.15x sparsegpt
+(issue 14, batch size 1, the 110M and 447M configs); mwanda (uniform) <= 1.10x wanda; mwanda +
+cwl <= 1.6x wanda (issue 2); live <= budget.
 """
 
 from __future__ import annotations
@@ -29,11 +43,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-SIZES = {  # random-weight Llama configs, ~10M / ~100M / ~500M parameters
+SIZES = {  # random-weight Llama configs: 10.5M / 110.1M / 446.7M parameters (tied embeddings off)
     "10m": dict(
         hidden_size=256, intermediate_size=688, num_hidden_layers=8, num_attention_heads=4, vocab_size=8192
     ),
@@ -52,13 +67,25 @@ SIZES = {  # random-weight Llama configs, ~10M / ~100M / ~500M parameters
         vocab_size=16384,
     ),
 }
+FLOOR = "floor"  # not a method: two plain forward passes of every block (see the docstring)
 METHODS = {
+    FLOOR: None,
     "magnitude": dict(method="magnitude"),
     "wanda": dict(method="wanda"),
     "mwanda": dict(method="mwanda"),
     "mwanda+cwl": dict(method="mwanda", allocation="cwl"),
     "owl": dict(method="wanda", allocation="owl"),
+    "sparsegpt": dict(method="sparsegpt"),
+    "sparsegpt+la": dict(method="sparsegpt", language_aware=True),
 }
+# (method, reference, bound): warm time of method <= bound x the reference's.
+TARGETS = (
+    ("wanda", FLOOR, 1.15),  # issue 14 part 5: at batch size 1, 110M and 447M
+    ("mwanda", FLOOR, 1.15),
+    ("sparsegpt+la", "sparsegpt", 1.15),  # issue 14 part 6
+    ("mwanda", "wanda", 1.10),  # issue 2 §8
+    ("mwanda+cwl", "wanda", 1.6),
+)
 LANGS = ("en", "de", "fr", "es", "it", "pt", "nl", "pl", "ru", "el", "tr", "id", "vi", "ja", "zh")
 
 
@@ -69,8 +96,64 @@ def rss_mib(field: str = "VmRSS") -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+def floor_pass(model, calib, batch_size: int) -> None:
+    """The least a sequential prune can do: capture block 0's inputs, then per block one pass
+    standing in for the statistics pass and one producing the next block's inputs. Same calls
+    as the driver (``BlockInputs``, ``forward_block``, hence ``blocks.run_block``), nothing else."""
+    import torch
+
+    from mwanda.core.blocks import find_blocks
+    from mwanda.core.prune import BlockInputs, forward_block
+
+    with torch.no_grad():
+        x = BlockInputs.capture(model, calib, batch_size)
+        outs = torch.empty_like(x.hidden)
+        for block in find_blocks(model)[1]:
+            forward_block(block, x, outs)  # the statistics pass's forward (its outputs unused)
+            forward_block(block, x, outs)  # the pruned block's outputs: the next block's inputs
+            x.hidden, outs = outs, x.hidden
+
+
+def warm_up(model, input_ids) -> int:
+    """One forward of ``input_ids`` (maps kernels, thread pools and GEMM scratch into memory, as
+    any inference before pruning would); returns the bytes of one block's float64 Hessians: d_in^2
+    x 8 per distinct input of block 0's linears, a linear fed the tensor its predecessor just
+    read sharing that one (the collector's rule, so q/k/v and gate/up share)."""
+    import torch
+
+    from mwanda.core.blocks import block_linears, find_blocks
+
+    seen = []  # the inputs in call order (kept alive, so `is` compares real tensors)
+
+    def hook(module, args) -> None:
+        if not seen or seen[-1] is not args[0]:
+            seen.append(args[0])
+
+    handles = [
+        lin.register_forward_pre_hook(hook) for lin in block_linears(find_blocks(model)[1][0]).values()
+    ]
+    try:
+        with torch.no_grad():
+            model(input_ids)
+    finally:
+        for h in handles:
+            h.remove()
+    return sum(x.shape[-1] ** 2 * 8 for x in seen)
+
+
+def solver_bytes(block) -> int:
+    """SparseGPT's own float64 temporaries for the block's largest layer, on top of the stored
+    Hessians (not in the budget; reported to explain it): the scaled copy of H and two of its
+    L / H^-1 / U factors (3 d_in^2), the float64 copy of W and the lazy update's product (2 d_out
+    d_in), 8 bytes each."""
+    from mwanda.core.blocks import block_linears, weight_matrix
+
+    shapes = [weight_matrix(lin).shape for lin in block_linears(block).values()]
+    return max((3 * d_in**2 + 2 * d_out * d_in) * 8 for d_out, d_in in shapes)
+
+
 def child(spec: dict) -> dict:
-    """Build the model, reset the peak, prune, and measure (runs in its own process)."""
+    """Build the model, reset the peak, prune (or run the floor), and measure (own process)."""
     import time
 
     import torch
@@ -81,6 +164,8 @@ def child(spec: dict) -> dict:
     from mwanda.core.config import PruneConfig
     from mwanda.core.prune import prune_model
 
+    if spec.get("threads"):  # fewer threads than cores: steadier times on a machine shared with others
+        torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     if spec["model"] in SIZES:
         model = AutoModelForCausalLM.from_config(AutoConfig.for_model("llama", **SIZES[spec["model"]])).eval()
@@ -93,27 +178,37 @@ def child(spec: dict) -> dict:
     d = model.config.hidden_size
     block_bytes = sum(p.numel() * p.element_size() for p in find_blocks(model)[1][0].parameters())
     model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
-    with torch.no_grad():  # warm-up: one sequence's forward maps kernels, thread pools and GEMM
-        model(calib.input_ids[:1])  # scratch into memory, as any inference before pruning would
-    cfg = PruneConfig(**METHODS[spec["method"]])
-    runs = []
-    for _ in range(spec["repeats"]):  # cold (first prune in the process), then warm
+    hessian_bytes = warm_up(model, calib.input_ids[:1])
+    config = METHODS[spec["method"]]
+    cfg = None if config is None else PruneConfig(**config)
+    runs, achieved = [], None
+    for _ in range(spec["prunes"]):  # cold (first prune in the process), then warm
         at_start, code_at_start = rss_mib(), rss_mib("RssFile")
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM so the peak is the prune's
-        start = time.perf_counter()
-        report = prune_model(model, calib, cfg, batch_size=spec["batch_size"], progress=False)
-        wall = time.perf_counter() - start
+        start, cpu_start = time.perf_counter(), time.process_time()
+        if cfg is None:
+            floor_pass(model, calib, spec["batch_size"])
+        else:
+            report = prune_model(model, calib, cfg, batch_size=spec["batch_size"], progress=False)
+            achieved = report.achieved_sparsity
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         code = rss_mib("RssFile") - code_at_start  # library code paged in for first-used kernels
-        runs.append((wall, model_bytes / 2**20 + rss_mib("VmHWM") - at_start - code))
-    budget = (model_bytes + 2 * n * t * d * 4 + block_bytes) / 2**20
+        runs.append((wall, model_bytes / 2**20 + rss_mib("VmHWM") - at_start - code, cpu))
+    held = model_bytes + 2 * n * t * d * 4 + block_bytes
+    held += hessian_bytes if config is not None and config["method"] == "sparsegpt" else 0
     return {
         "model": spec["model"],
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "method": spec["method"],
+        "batch_size": spec["batch_size"],
+        "threads": torch.get_num_threads(),
         "wall_s": [r[0] for r in runs],
         "peak_mib": [r[1] for r in runs],
-        "budget_mib": budget * 1.05,
-        "achieved": report.achieved_sparsity,
+        "cpu_s": [r[2] for r in runs],  # CPU time of all threads: less sensitive to other load
+        "budget_mib": held / 2**20 * 1.05,
+        "hessian_mib": hessian_bytes / 2**20,
+        "solver_mib": solver_bytes(find_blocks(model)[1][0]) / 2**20,
+        "achieved": achieved,
     }
 
 
@@ -128,6 +223,74 @@ def run_child(spec: dict, env: dict | None = None) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def measure(model: str, methods: list[str], args: argparse.Namespace) -> list[dict]:
+    """``args.repeats`` interleaved rounds of one process per method, then one "live" process per
+    method (memory only); returns one row per method with every run's numbers and the medians."""
+    base = dict(
+        model=model,
+        nsamples=args.nsamples,
+        seqlen=args.seqlen,
+        batch_size=args.batch_size,
+        threads=args.threads,
+    )
+    timed = {m: [] for m in methods}
+    for r in range(args.repeats):
+        for method in methods:
+            run = run_child(base | {"method": method, "prunes": 2})
+            timed[method].append(run)
+            cold, warm = run["wall_s"]
+            print(f"  {model} {method} round {r + 1}: cold {cold:.2f} s, warm {warm:.2f} s", file=sys.stderr)
+    rows = []
+    for method in methods:
+        runs = timed[method]
+        row = runs[0] | {
+            "cold_s": [r["wall_s"][0] for r in runs],
+            "warm_s": [r["wall_s"][1] for r in runs],
+            "cpu_warm_s": [r["cpu_s"][1] for r in runs],
+            "rss_mib": [r["peak_mib"][0] for r in runs],
+        }
+        del row["wall_s"], row["peak_mib"], row["cpu_s"]
+        if not args.no_live:
+            live = run_child(base | {"method": method, "prunes": 1}, {"MALLOC_MMAP_THRESHOLD_": "131072"})
+            row["live_mib"] = live["peak_mib"][0]
+        rows.append(row)
+    return rows
+
+
+def median_warm(rows: list[dict], method: str) -> float | None:
+    return next((statistics.median(r["warm_s"]) for r in rows if r["method"] == method), None)
+
+
+def ratio(rows: list[dict], method: str, reference: str) -> float | None:
+    """Median warm time of ``method`` over the reference's, None if either was not run."""
+    a, b = median_warm(rows, method), median_warm(rows, reference)
+    return None if a is None or b is None else a / b
+
+
+def print_rows(rows: list[dict], fmt: str) -> None:
+    for row in rows:
+        m = row["method"]
+        x_floor, x_wanda = ratio(rows, m, FLOOR), ratio(rows, m, "wanda")
+        live = row.get("live_mib")
+        ok = "" if live is None else ("ok" if live <= row["budget_mib"] else "OVER")
+        cells = (Path(row["model"]).name, f"{row['params_m']:.1f}M", m)
+        cells += (f"{statistics.median(row['cold_s']):.2f}", f"{median_warm(rows, m):.2f}")
+        cells += tuple("-" if v is None else f"{v:.2f}" for v in (x_floor, x_wanda))
+        cells += (f"{statistics.median(row['rss_mib']):.0f}", "-" if live is None else f"{live:.0f}")
+        print(fmt.format(*cells, f"{row['budget_mib']:.0f}", ok), flush=True)
+
+
+def target_lines(rows: list[dict]) -> list[str]:
+    """One line per target whose two rows were measured: the ratio, its bound, ok or MISS."""
+    out = []
+    for method, reference, bound in TARGETS:
+        r = ratio(rows, method, reference)
+        if r is not None:
+            verdict = "ok" if r <= bound else "MISS"
+            out.append(f"  target {method} / {reference}: {r:.3f} <= {bound:.2f} {verdict}")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="*", default=["10m", "100m"], choices=list(SIZES))
@@ -135,41 +298,43 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--nsamples", type=int, default=64)
     ap.add_argument("--seqlen", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=1, help="as prune_model's default")
+    ap.add_argument("--batch-size", type=int, default=1, help="sequences per forward (prune_model's default)")
+    ap.add_argument("--repeats", type=int, default=1, help="fresh processes per method, interleaved")
+    ap.add_argument("--threads", type=int, help="torch threads per process (default: torch's, one per core)")
+    ap.add_argument("--no-live", action="store_true", help="skip the MALLOC_MMAP_THRESHOLD_ memory runs")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
         return
-    rows = []
-    head = ("model", "params", "method", "cold s", "warm s", "x wanda", "rss MiB", "live MiB", "budget")
-    fmt = "{:>24} {:>7} {:>11} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7} {}"
+    head = (
+        "model",
+        "params",
+        "method",
+        "cold s",
+        "warm s",
+        "x floor",
+        "x wanda",
+        "rss MiB",
+        "live MiB",
+        "budget",
+    )
+    fmt = "{:>24} {:>7} {:>12} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>7} {}"
+    setup = f"batch size {args.batch_size}, {args.nsamples} x {args.seqlen} tokens"
+    print(f"{setup}, {args.threads or 'default'} threads, medians of {args.repeats}")
     print(fmt.format(*head, ""))
+    out = []
     for model in [*args.sizes, *args.model]:
-        wanda_wall = None
-        for method in args.methods:
-            spec = dict(
-                model=model,
-                method=method,
-                nsamples=args.nsamples,
-                seqlen=args.seqlen,
-                batch_size=args.batch_size,
-                repeats=2,
-            )
-            row = run_child(spec)
-            no_cache = run_child(spec | {"repeats": 1}, {"MALLOC_MMAP_THRESHOLD_": "131072"})
-            rss, row["live_mib"] = row["peak_mib"][0], no_cache["peak_mib"][0]
-            cold, warm = row["wall_s"]
-            wanda_wall = warm if method == "wanda" else wanda_wall
-            ratio = f"{warm / wanda_wall:.2f}" if wanda_wall else "-"
-            ok = "ok" if row["live_mib"] <= row["budget_mib"] else "OVER"
-            cells = (Path(model).name, f"{row['params_m']:.1f}M", method, f"{cold:.2f}", f"{warm:.2f}")
-            cells += (ratio, f"{rss:.0f}", f"{row['live_mib']:.0f}", f"{row['budget_mib']:.0f}")
-            print(fmt.format(*cells, ok), flush=True)
-            rows.append(row | {"x_wanda": ratio})
+        load_before = os.getloadavg()
+        rows = measure(model, args.methods, args)
+        load_after = os.getloadavg()
+        print_rows(rows, fmt)
+        print("\n".join(target_lines(rows)))
+        print(f"  load average (1/5/15 min) before {load_before}, after {load_after}", flush=True)
+        out += [r | {"load_before": load_before, "load_after": load_after} for r in rows]
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
