@@ -235,13 +235,36 @@ def busy_cpu_s() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_until_quiet(limit: float, sample_s: float = 3.0, max_wait_s: float = 1800.0) -> None:
+    """Sleep while other processes use more than ``limit`` cores (sampled over ``sample_s``; this
+    script is idle meanwhile), at most ``max_wait_s``: a run started into a busy machine is
+    likely to be thrown away."""
+    deadline = time.monotonic() + max_wait_s
+    while time.monotonic() < deadline:
+        busy = busy_cpu_s()
+        time.sleep(sample_s)
+        if (busy_cpu_s() - busy) / sample_s <= limit:
+            return
+        time.sleep(RETRY_PAUSE_S / 2)
+
+
 def timed_child(spec: dict, args: argparse.Namespace) -> dict:
     """``run_child``, with ``other_load``: the cores' worth of CPU that other processes used while
-    it ran. Above ``--max-other-load`` the run is thrown away and repeated after a pause (up to
-    ``RETRIES`` times): on a shared machine a busy neighbour slows the 2-thread GEMMs many-fold."""
+    it ran. With ``--max-other-load`` it starts once the machine is that quiet, and a run above it
+    is thrown away and repeated after a pause (up to ``RETRIES`` times): on a shared machine a
+    busy neighbour slows the 2-thread GEMMs many-fold. A run killed by a signal (another user's
+    cleanup, say) is repeated too."""
     for attempt in range(RETRIES + 1):
+        if args.max_other_load is not None:
+            wait_until_quiet(args.max_other_load)
         start, busy, mine = time.perf_counter(), busy_cpu_s(), sum(os.times()[2:4])
-        run = run_child(spec)
+        try:
+            run = run_child(spec)
+        except subprocess.CalledProcessError as exc:
+            if exc.returncode >= 0 or attempt == RETRIES:  # an error of its own: report it
+                raise
+            print(f"  (killed by signal {-exc.returncode} from outside: again)", file=sys.stderr)
+            continue
         wall = time.perf_counter() - start
         run["other_load"] = (busy_cpu_s() - busy - (sum(os.times()[2:4]) - mine)) / wall
         if args.max_other_load is None or run["other_load"] <= args.max_other_load or attempt == RETRIES:
@@ -322,6 +345,21 @@ def target_lines(rows: list[dict]) -> list[str]:
     return out
 
 
+def solver_lines(rows: list[dict]) -> list[str]:
+    """For SparseGPT rows: the live peak over the budget (without its 5%), next to the solver's
+    own temporaries for the largest layer, which the budget leaves out."""
+    out = []
+    for row in rows:
+        config = METHODS[row["method"]]
+        if config and config["method"] == "sparsegpt" and "live_mib" in row:
+            over = row["live_mib"] - row["budget_mib"] / 1.05
+            out.append(
+                f"  {row['method']}: live - budget = {over:.0f} MiB; solver temporaries of the largest "
+                f"layer {row['solver_mib']:.0f} MiB (Hessians in the budget: {row['hessian_mib']:.0f} MiB)"
+            )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="*", default=["10m", "100m"], choices=list(SIZES))
@@ -368,7 +406,7 @@ def main() -> None:
         rows = measure(model, args.methods, args)
         load_after = os.getloadavg()
         print_rows(rows, fmt)
-        print("\n".join(target_lines(rows)))
+        print("\n".join(target_lines(rows) + solver_lines(rows)))
         print(f"  load average (1/5/15 min) before {load_before}, after {load_after}", flush=True)
         out += [r | {"load_before": load_before, "load_after": load_after} for r in rows]
     if args.json:
