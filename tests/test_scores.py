@@ -150,6 +150,24 @@ def test_chunked_sort_gives_the_unchunked_mask(monkeypatch, comparison):
     assert torch.equal(scores.prune_mask(score, 0.5, comparison=comparison), ref)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_lowest_selects_what_a_stable_sort_selects(dtype):
+    """lowest finds the k-th value instead of sorting; every k must still give the first k of a
+    stable ascending sort: ties (more than places left), -0.0 next to 0.0, +-inf, NaN (sorted last)."""
+    g = torch.Generator().manual_seed(0)
+    score = torch.randint(0, 4, (40, 30), generator=g).to(dtype)
+    score[0], score[1] = -0.0, torch.tensor([0.0, -0.0] * 15)
+    score[2:6].masked_fill_(torch.rand(4, 30, generator=g) > 0.7, float("inf"))
+    score[6:10].masked_fill_(torch.rand(4, 30, generator=g) > 0.7, -float("inf"))
+    score[10:20].masked_fill_(torch.rand(10, 30, generator=g) > 0.5, float("nan"))
+    score[20] = float("nan")
+    for k in range(-1, 32):
+        ref = torch.zeros_like(score, dtype=torch.bool)
+        if k > 0:
+            ref.scatter_(1, torch.sort(score, dim=1, stable=True).indices[:, :k], True)
+        assert torch.equal(scores.lowest(score, k), ref), k
+
+
 def test_scores_do_not_modify_weights():
     W = torch.randn(4, 6, dtype=torch.float16)
     before = W.clone()

@@ -169,8 +169,9 @@ def prune_mask(
     return lowest(score, int(d_in * sparsity) if per_row is None else per_row)
 
 
-# Rows sorted at once by lowest: bounds the sort's temporaries (values + int64 indices, 12 bytes
-# per score) to 0.75 MiB whatever the layer's size; rows are independent, so results are the same.
+# Rows handled at once by lowest: bounds its temporaries (at most 12 bytes per score: a sort's
+# values and int64 indices, or the int64 ranks of tied scores) to 0.75 MiB whatever the layer's
+# size; rows are independent, so results are the same.
 SORT_CHUNK = 1 << 16
 
 
@@ -179,12 +180,34 @@ def lowest(score: Tensor, k: int) -> Tensor:
     mask = torch.zeros_like(score, dtype=torch.bool)
     if k <= 0:
         return mask
+    if k >= score.shape[-1]:
+        return mask.fill_(True)
     flat, flat_mask = score.reshape(-1, score.shape[-1]), mask.reshape(-1, score.shape[-1])
     rows = max(1, SORT_CHUNK // score.shape[-1])
     for start in range(0, flat.shape[0], rows):
-        idx = torch.sort(flat[start : start + rows], dim=-1, stable=True).indices[:, :k]
-        flat_mask[start : start + rows].scatter_(-1, idx, True)
+        flat_mask[start : start + rows] = _lowest_rows(flat[start : start + rows], k)
     return mask
+
+
+def _lowest_rows(rows: Tensor, k: int) -> Tensor:
+    """Per row, the first k entries of a stable ascending sort, found without sorting (a
+    selection is ~3x faster: the sort was Wanda's largest cost after the forward passes): every
+    entry below the row's k-th smallest value v, then the entries equal to v in index order until
+    k are taken. Needs 0 < k < row length."""
+    kth = torch.kthvalue(rows, k, dim=-1, keepdim=True).values
+    if kth.isnan().any():  # NaN sorts last but equals nothing: let the sort itself decide
+        return _lowest_sorted(rows, k)
+    below, tie = rows < kth, rows == kth
+    need = k - below.sum(dim=-1, keepdim=True)
+    if not torch.equal(tie.sum(dim=-1, keepdim=True), need):  # more ties than places left:
+        tie &= tie.cumsum(dim=-1) <= need  # the lower indices first, as the stable sort
+    return below.logical_or_(tie)
+
+
+def _lowest_sorted(rows: Tensor, k: int) -> Tensor:
+    """The same mask by a stable sort: the definition, for rows whose k-th value is NaN."""
+    idx = torch.sort(rows, dim=-1, stable=True).indices[:, :k]
+    return torch.zeros_like(rows, dtype=torch.bool).scatter_(-1, idx, True)
 
 
 def _safe_div(num: Tensor, den: Tensor) -> Tensor:
