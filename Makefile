@@ -8,9 +8,10 @@ PROFILE ?= embedded
 # A profile is a name in mwanda/study/profiles.yaml or a YAML file that `extends:` one (a mirror, a
 # cluster's paths): the file's path is made absolute, its build folder is named after the file.
 PROFILE_ARG := $(if $(filter %.yaml %.yml,$(PROFILE)),$(abspath $(PROFILE)),$(PROFILE))
-# Only `make figures` with the default profile writes the committed figures/; notebooks run by
-# hand (or with another profile) write to build/<profile>/figures.
-FIGURES_ARG := $(if $(filter embedded,$(PROFILE)),-p figures_dir $(ROOT)/figures)
+# Notebooks save figures (PNG, PDF and the numbers as CSV) into build/<profile>/figures. With
+# the default profile, `make figures` then updates the committed figures/ only where the numbers
+# changed beyond 1e-6 or the drawing changed (mwanda/study/figcheck.py), and says which.
+SYNC_FIGURES := $(filter embedded,$(PROFILE))
 export PYTHONHASHSEED := 0
 
 NOTEBOOKS := $(sort $(wildcard $(ROOT)/notebooks/[0-9][0-9]_*.ipynb))
@@ -24,7 +25,7 @@ all: figures
 
 help:
 	@echo "make figures  - set up, then execute every notebook headless (PROFILE=embedded|paper|smoke|file.yaml)"
-	@echo "make NN_name  - execute one notebook, e.g. make 03_mwanda_vs_wanda PROFILE=smoke"
+	@echo "make NN_name  - execute one notebook, e.g. make 04_mwanda_vs_wanda PROFILE=smoke"
 	@echo "make test     - set up, then run the whole test suite"
 	@echo "make lab      - set up, then start JupyterLab on notebooks/ from the project's environment"
 	@echo "make lint     - ruff check + format check"
@@ -52,12 +53,16 @@ $(STAMP): $(ROOT)/pyproject.toml $(ROOT)/constraints.txt
 figures: $(EXECUTED)
 
 $(BUILD)/%.ipynb: $(ROOT)/notebooks/%.ipynb $(STAMP) FORCE
-	@mkdir -p $(BUILD)
-	cd $(ROOT)/notebooks && TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar --log-output $< $@.part -p profile $(PROFILE_ARG) $(FIGURES_ARG) \
+	@mkdir -p $(BUILD) && rm -rf $(BUILD)/figures/$*
+	cd $(ROOT)/notebooks && TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar --log-output $< $@.part -p profile $(PROFILE_ARG) $(NB_ARGS) \
 		$(if $(wildcard $(ROOT)/notebooks/params/$(PROFILE).yaml),-f $(ROOT)/notebooks/params/$(PROFILE).yaml)
 	mv $@.part $@
+	$(if $(SYNC_FIGURES),$(PY) -m mwanda.study.figcheck $(BUILD)/figures/$* $(ROOT)/figures/$* --update)
 
-# One target per notebook: `make 03_mwanda_vs_wanda PROFILE=smoke`.
+# The walkthrough's ipywidgets sliders need a live frontend: headless, its static figures stand alone.
+$(BUILD)/03_walk_through_one_layer.ipynb: NB_ARGS := -p sliders False
+
+# One target per notebook: `make 04_mwanda_vs_wanda PROFILE=smoke`.
 $(NB_NAMES): %: $(BUILD)/%.ipynb
 
 FORCE:

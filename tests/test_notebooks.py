@@ -16,8 +16,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SMOKE = yaml.safe_load((ROOT / "notebooks" / "params" / "smoke.yaml").read_text())
 
 
-def test_notebooks_are_numbered_00_to_06():
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(7)]
+def test_notebooks_are_numbered_00_to_07():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(8)]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,8 @@ def test_notebook_runs_under_smoke(path, tmp_path, results_dir, monkeypatch):
         str(path), str(tmp_path / path.name), parameters=params, cwd=str(path.parent), progress_bar=False
     )
     saved = sorted(p.name for p in (figures / path.stem).iterdir())
-    assert saved and all(any(s == f"{Path(p).stem}.pdf" for s in saved) for p in saved if p.endswith(".png"))
+    pngs = [Path(p).stem for p in saved if p.endswith(".png")]
+    assert pngs and all(f"{stem}.pdf" in saved and f"{stem}.csv" in saved for stem in pngs)  # numbers beside
     executed = json.loads((tmp_path / path.name).read_text())
     outputs = [o for c in executed["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     assert outputs
@@ -50,11 +51,13 @@ def test_notebook_runs_under_smoke(path, tmp_path, results_dir, monkeypatch):
 
 
 def test_notebooks_run_by_hand_never_write_the_committed_figures():
+    """Notebooks save into build/<profile>/figures; only `make figures` with the default profile
+    then updates figures/, through figcheck (by numbers, not bytes)."""
     from mwanda.study import plotting
 
     assert plotting.figures_dir("embedded") == ROOT / "build" / "embedded" / "figures"
     assert plotting.figures_dir("/somewhere/my_mirror.yaml") == ROOT / "build" / "my_mirror" / "figures"
-    for profile, passes_figures in (("embedded", True), ("smoke", False), ("my.yaml", False)):
+    for profile, syncs in (("embedded", True), ("smoke", False), ("my.yaml", False)):
         plan = subprocess.run(
             ["make", "-n", "-C", str(ROOT), "00_embedded_model", f"PROFILE={profile}"],
             capture_output=True,
@@ -62,8 +65,20 @@ def test_notebooks_run_by_hand_never_write_the_committed_figures():
             check=True,
         ).stdout
         command = next(line for line in plan.splitlines() if "papermill" in line)
-        assert "TQDM_DISABLE=1" in command
-        assert (f"-p figures_dir {ROOT / 'figures'}" in command) == passes_figures, command
+        assert "TQDM_DISABLE=1" in command and "figures_dir" not in command, command
+        build = ROOT / "build" / Path(profile).stem
+        nb = "00_embedded_model"
+        sync = f"-m mwanda.study.figcheck {build}/figures/{nb} {ROOT}/figures/{nb} --update"
+        assert (sync in plan) == syncs, plan
+
+
+def test_make_figures_turns_the_walkthrough_sliders_off():
+    """Headless there is no frontend for ipywidgets: only the walkthrough gets sliders=False."""
+    for notebook, off in (("03_walk_through_one_layer", True), ("02_language_statistics", False)):
+        make = ["make", "-n", "-C", str(ROOT), notebook]
+        plan = subprocess.run(make, capture_output=True, text=True, check=True).stdout
+        command = next(line for line in plan.splitlines() if "papermill" in line)
+        assert ("-p sliders False" in command) == off, command
 
 
 def test_make_lab_starts_jupyterlab_from_the_project_environment():

@@ -147,12 +147,12 @@ def test_a_profile_file_extends_a_profile(sources, tmp_path):
         experiments.make_config("papr")
 
 
-def test_notebook_03_runs_under_the_paper_profile_on_the_stand_ins(sources, tmp_path):
-    """Notebook 03 headless (papermill), as `make 03_mwanda_vs_wanda PROFILE=<file>` runs it:
+def test_notebook_04_runs_under_the_paper_profile_on_the_stand_ins(sources, tmp_path):
+    """Notebook 04 headless (papermill), as `make 04_mwanda_vs_wanda PROFILE=<file>` runs it:
     the paper profile with every source local, smoke-sized, HF_HUB_OFFLINE=1 (conftest)."""
     import papermill
 
-    notebook = experiments.REPO_ROOT / "notebooks" / "03_mwanda_vs_wanda.ipynb"
+    notebook = experiments.REPO_ROOT / "notebooks" / "04_mwanda_vs_wanda.ipynb"
     profile = tmp_path / "paper_standins.yaml"
     local = dict(
         model=str(sources["model"]), calib_dataset=str(sources["calib"]), eval_dataset=str(sources["eval"])

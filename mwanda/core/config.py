@@ -1,7 +1,7 @@
 """Pruning configuration as one frozen dataclass.
 
 Every default carries a short *why*. M-Wanda's ``alpha`` and ``beta`` and CWL's ``owl_lambda``
-were chosen on the embedded model's dev split by ``notebooks/05_ablations``; on a paper-scale
+were chosen on the embedded model's dev split by ``notebooks/06_ablations``; on a paper-scale
 model they are a starting point, not a tuned value.
 """
 
@@ -53,7 +53,7 @@ class PruneConfig:
     comparison: str = param("row", "compare scores within output rows or layers", choices=COMPARISONS)
     # "owl" or "cwl" give each block its own sparsity
     allocation: str = param("uniform", "layerwise sparsity allocation", choices=ALLOCATIONS)
-    # M-Wanda weights, chosen by notebooks/05_ablations on the embedded dev split (60%): the
+    # M-Wanda weights, chosen by notebooks/06_ablations on the embedded dev split (60%): the
     # lowest mean increase of bits per byte over the grid alpha, beta in {0, 0.5, 1, 2}.
     # alpha helped (4.12% -> 3.76% at beta=0); beta did not help on the tiny model.
     alpha: float = param(2.0, "M-Wanda: weight of cross-lingual variation V_j", low=0.0)
@@ -62,7 +62,13 @@ class PruneConfig:
     variation: str = param("rms_cv", "M-Wanda: definition of V_j", choices=VARIATIONS)
     # ria: M-Wanda's activation term; sparsegpt: language-balanced Hessian and M-Wanda's terms
     # in the saliency (this repository's extension)
-    language_aware: bool = param(False, "RIA or SparseGPT with M-Wanda's language statistics")
+    # (alpha and beta are M-Wanda's; for SparseGPT the dev split chose alpha = beta = 0, i.e. the
+    # language-balanced Hessian alone: pass them explicitly, see sweep.SPARSEGPT_VARIANTS)
+    language_aware: bool = param(
+        False,
+        "RIA or SparseGPT with M-Wanda's language statistics (SparseGPT: the dev split chose "
+        "--alpha 0 --beta 0, the language-balanced Hessian alone)",
+    )
     # RIA's paper default
     ria_a: float = param(0.5, "RIA activation exponent a", low=0.0)
     # OWL paper default; M = 0 would count every weight as an outlier

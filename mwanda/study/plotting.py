@@ -1,4 +1,5 @@
-"""One figure style and one way to save figures (PNG + PDF under figures/<notebook-stem>/).
+"""One figure style and one way to save figures (PNG + PDF + the numbers as CSV under
+figures/<notebook-stem>/).
 
 Saved files carry no timestamps or software versions, so regenerating an unchanged figure
 rewrites identical bytes and git shows only real changes.
@@ -8,22 +9,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
+import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import PercentFormatter
 
-from mwanda import REPO_ROOT
+from mwanda import REPO_ROOT, data
 
 FIGURES_DIR = REPO_ROOT / "figures"
-# One colour per method, fixed across every figure of the repository.
+# 10 significant digits: a float32 round-trips (it needs 9); float64 digits past that are noise here.
+CSV_FLOAT_FORMAT = "%.10g"
 AXIS_LABELS = {
     "value": "bits per byte",
     "rel_increase": "increase over dense",
     "dense": "dense bits per byte",
 }
+# One colour per method and one order, for every figure of the repository (legends, bars, lines).
 METHOD_COLORS = {
     "dense": "#4d4d4d",
-    "magnitude": "#bdbdbd",
+    "magnitude": "#a6a6a6",
     "wanda": "#1f77b4",
     "ria": "#9467bd",
     "mwanda": "#d62728",
@@ -31,6 +36,24 @@ METHOD_COLORS = {
     "sparsegpt": "#2ca02c",
     "mwanda+sparsegpt": "#8c564b",
 }
+METHOD_ORDER = tuple(METHOD_COLORS)
+METHOD_NAMES = {
+    "dense": "dense",
+    "magnitude": "magnitude",
+    "wanda": "Wanda",
+    "ria": "RIA",
+    "mwanda": "M-Wanda",
+    "mwanda+ria": "M-Wanda + RIA",
+    "sparsegpt": "SparseGPT",
+    "mwanda+sparsegpt": "SparseGPT, language-aware",
+}
+# Layerwise allocation shades its method's colour: OWL lighter, CWL darker, so "mwanda",
+# "mwanda+owl" and "mwanda+cwl" read as one family and three schemes.
+ALLOCATION_SHADES = {"": 0.0, "owl": 0.45, "cwl": -0.4}
+ALLOCATION_NAMES = {"owl": "OWL", "cwl": "CWL"}
+HELD_OUT = "held out"  # the role notebooks give languages outside the calibration set
+# Groups that are not methods (calibration sets, evaluation suites): fixed colours unlike the methods'.
+GROUP_COLORS = ("#17becf", "#bcbd22", "#e377c2", "#7f7f7f", "#393b79", "#637939")
 
 
 def set_style() -> None:
@@ -46,60 +69,196 @@ def figures_dir(profile: str) -> Path:
     return REPO_ROOT / "build" / Path(profile).stem / "figures"
 
 
-def savefig(fig: plt.Figure, name: str, notebook: str, figures_dir: str | Path = FIGURES_DIR) -> list[Path]:
-    """Save ``fig`` as figures/<notebook>/<name>.png and .pdf (byte-stable); returns the paths."""
+def savefig(fig: plt.Figure, name: str, notebook: str, figures_dir: str | Path, data: pd.DataFrame) -> None:
+    """Save ``fig`` as <figures_dir>/<notebook>/<name>.png and .pdf (byte-stable), and the tidy
+    numbers it draws, ``data``, beside it as <name>.csv: what ``figcheck`` compares, so that a
+    rerun on another machine can say "same within 1e-6" where the pixels differ."""
+    if not isinstance(data, pd.DataFrame) or data.empty:
+        raise ValueError(f"figure {name!r}: pass the numbers it draws as a non-empty DataFrame (data=...)")
     out = Path(figures_dir) / Path(notebook).stem
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(paths[0], metadata={"Software": None})
-    fig.savefig(paths[1], metadata={"Creator": None, "Producer": None, "CreationDate": None})
-    return paths
+    fig.savefig(out / f"{name}.png", metadata={"Software": None})
+    fig.savefig(out / f"{name}.pdf", metadata={"Creator": None, "Producer": None, "CreationDate": None})
+    data.to_csv(out / f"{name}.csv", index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n")
+
+
+def split_label(label: str) -> tuple[str, str]:
+    """'mwanda+cwl' -> ('mwanda', 'cwl'); 'mwanda+sparsegpt' -> ('mwanda+sparsegpt', '')."""
+    base, _, last = label.rpartition("+")
+    return (base, last) if base and last in ALLOCATION_NAMES else (label, "")
 
 
 def label_color(label: str) -> str:
-    """Colour of a method label ('wanda', 'mwanda+cwl', ...): its method's, by longest prefix."""
-    for key in sorted(METHOD_COLORS, key=len, reverse=True):
-        if label.startswith(key):
-            return METHOD_COLORS[key]
-    return "#7f7f7f"
+    """Colour of a method label ('wanda', 'mwanda+cwl', ...): its method's colour, lighter for
+    OWL and darker for CWL; grey for a label that is no method."""
+    method, allocation = split_label(label)
+    if method not in METHOD_COLORS:
+        return "#7f7f7f"
+    rgb, shade = mcolors.to_rgb(METHOD_COLORS[method]), ALLOCATION_SHADES[allocation]
+    target = 1.0 if shade > 0 else 0.0
+    return mcolors.to_hex([c + abs(shade) * (target - c) for c in rgb])
 
 
-def bars_per_language(df, y: str = "rel_increase", hue: str = "label", order=None, ax=None, title: str = ""):
-    """Bars per language (mean over seeds, whiskers = min..max), one colour per method label."""
-    hue_order = list(dict.fromkeys(df[hue]))
-    ax = ax or plt.subplots(figsize=(max(6, 0.45 * df["language"].nunique() * len(hue_order) ** 0.5), 3.2))[1]
-    sns.barplot(
-        data=df,
-        x="language",
-        y=y,
-        hue=hue,
-        order=order,
-        hue_order=hue_order,
-        errorbar=("pi", 100),
-        palette={h: label_color(h) for h in hue_order},
-        ax=ax,
-        err_kws={"linewidth": 1},
+def label_name(label: str) -> str:
+    """What a legend shows for a label: 'mwanda+cwl' -> 'M-Wanda + CWL'; other labels unchanged."""
+    method, allocation = split_label(label)
+    if method not in METHOD_NAMES:
+        return label
+    return METHOD_NAMES[method] + (f" + {ALLOCATION_NAMES[allocation]}" if allocation else "")
+
+
+def label_order(labels) -> list[str]:
+    """Labels in the repository's one order: by method (METHOD_ORDER), then uniform, OWL, CWL;
+    labels that are no method keep their order, after the methods."""
+    unique = list(dict.fromkeys(labels))
+
+    def key(label: str) -> tuple[int, int, int]:
+        method, allocation = split_label(label)
+        if method not in METHOD_ORDER:
+            return (len(METHOD_ORDER), 0, unique.index(label))
+        return (METHOD_ORDER.index(method), list(ALLOCATION_SHADES).index(allocation), 0)
+
+    return sorted(unique, key=key)
+
+
+def palette(labels) -> dict[str, str]:
+    """Label -> colour: method labels by ``label_color``, other labels (calibration sets,
+    evaluation suites) from GROUP_COLORS in the given order."""
+    others = iter(GROUP_COLORS)
+    return {
+        lab: label_color(lab) if split_label(lab)[0] in METHOD_COLORS else next(others, "#7f7f7f")
+        for lab in label_order(labels)
+    }
+
+
+def language_name(code: str) -> str:
+    """English name of a language code: data/languages.yaml, else ISO 639 (pycountry), else the code."""
+    table = data.language_table()
+    if code in table:
+        return table[code].name
+    import pycountry
+
+    found = pycountry.languages.get(alpha_2=code) or pycountry.languages.get(alpha_3=code)
+    return found.name if found else code
+
+
+def language_key(codes, roles: dict | None = None) -> str:
+    """A caption line: 'en English · de German · ...', and how held-out languages are marked."""
+    key = " · ".join(f"{c} {language_name(c)}" for c in codes)
+    if roles and any(r == HELD_OUT for r in roles.values()):
+        key += f"   (italic grey: {HELD_OUT}, not in the calibration set)"
+    return key
+
+
+def percent_axis(axis, decimals: int | None = None) -> None:
+    """Shares (0.5) shown as percent (50%) on an x or y axis."""
+    axis.set_major_formatter(PercentFormatter(1.0, decimals=decimals))
+
+
+def _mark_held_out(ax, roles: dict | None) -> None:
+    """Held-out languages' tick labels in italic grey."""
+    for tick in ax.get_xticklabels():
+        if roles and roles.get(tick.get_text()) == HELD_OUT:
+            tick.set(style="italic", color="0.45")
+
+
+def bars_per_language(
+    df,
+    y: str = "rel_increase",
+    hue: str = "label",
+    order=None,
+    title: str = "",
+    roles: dict | None = None,
+    colors: dict | None = None,
+    ylabel: str | None = None,
+    percent: bool = False,
+    per_row: int = 10,
+) -> plt.Figure:
+    """Bars per language (mean over seeds, whiskers = min..max over seeds), one colour per label,
+    in the repository's method order. Languages are faceted into rows of ``per_row`` so the chart
+    reads at notebook width; codes on the axis, names in the caption; held-out languages (per
+    ``roles``) in italic grey. ``percent``: y is a share (accuracy), shown in percent."""
+    order = list(order) if order is not None else list(dict.fromkeys(df["language"]))
+    hue_order = label_order(df[hue])
+    colors = colors or palette(hue_order)
+    rows = [order[i : i + per_row] for i in range(0, len(order), per_row)]
+    width = max(5.0, 0.2 * len(rows[0]) * (len(hue_order) + 1) + 1.5)
+    fig, axes = plt.subplots(
+        len(rows), 1, figsize=(min(width, 9.5), 2.6 * len(rows)), sharey=True, squeeze=False
     )
-    _label_y(ax, y)
-    ax.set(xlabel="", title=title)
-    ax.legend(frameon=False, fontsize="small", bbox_to_anchor=(1.01, 1), loc="upper left")
-    return ax
+    for ax, langs in zip(axes[:, 0], rows, strict=True):
+        sns.barplot(
+            data=df[df["language"].isin(langs)],
+            x="language",
+            y=y,
+            hue=hue,
+            order=langs,
+            hue_order=hue_order,
+            errorbar=("pi", 100),
+            palette=colors,
+            ax=ax,
+            err_kws={"linewidth": 1},
+            legend=ax is axes[0, 0],
+        )
+        _label_y(ax, y)
+        if ylabel:
+            ax.set_ylabel(ylabel)
+        if percent:
+            percent_axis(ax.yaxis)
+        ax.set(xlabel="")
+        _mark_held_out(ax, roles)
+    top = axes[0, 0]
+    name_legend(top, outside=True)
+    top.set_title(title)
+    add_language_key(fig, order, roles)
+    return fig
+
+
+def name_legend(ax, outside: bool = False) -> None:
+    """Redraw ``ax``'s legend with the method names ('M-Wanda + CWL', not 'mwanda+cwl')."""
+    handles, labels = ax.get_legend_handles_labels()
+    where = dict(bbox_to_anchor=(1.01, 1), loc="upper left") if outside else {}
+    ax.legend(handles, [label_name(lab) for lab in labels], frameon=False, fontsize="small", **where)
+
+
+def legend_patches(colors: dict[str, str]) -> list:
+    """Legend handles for a label -> colour mapping drawn without seaborn (plain bars)."""
+    from matplotlib.patches import Patch
+
+    return [Patch(color=c, label=label_name(lab)) for lab, c in colors.items()]
+
+
+def add_language_key(fig: plt.Figure, codes, roles: dict | None = None) -> None:
+    """Language names under the figure: codes stay on the axes, the caption names them."""
+    fig.text(0.01, -0.02, _wrap(language_key(list(codes), roles)), fontsize="x-small", va="top", ha="left")
+
+
+def _wrap(text: str, width: int = 130) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
 
 
 def _label_y(ax, y: str) -> None:
     ax.set_ylabel(AXIS_LABELS.get(y, y.replace("_", " ")))
     if y == "rel_increase":
-        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        percent_axis(ax.yaxis)
 
 
 def lines_vs_sparsity(
-    df, y: str = "value", hue: str = "language", ax=None, title: str = "", roles: dict | None = None
-):
-    """One line per ``hue`` over sparsity; with ``roles`` (language -> role) held-out languages are dashed."""
-    ax = ax or plt.subplots(figsize=(6, 3.6))[1]
-    style = df["language"].map(roles) if roles else None
+    df, y: str = "value", hue: str = "language", title: str = "", roles: dict | None = None
+) -> plt.Figure:
+    """One line per language over sparsity (percent); with ``roles`` (language -> role) held-out
+    languages are dashed. The legend names each language ('en English')."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    style = df["language"].map(roles).rename("role") if roles else None
     sns.lineplot(data=df, x="sparsity", y=y, hue=hue, style=style, marker="o", ax=ax, errorbar=None)
     _label_y(ax, y)
+    percent_axis(ax.xaxis)
     ax.set(title=title)
-    ax.legend(frameon=False, ncols=2, fontsize="x-small", bbox_to_anchor=(1.01, 1), loc="upper left")
-    return ax
+    handles, labels = ax.get_legend_handles_labels()
+    names = [f"{lab} {language_name(lab)}" if lab in set(df[hue]) else lab for lab in labels]
+    ax.legend(
+        handles, names, frameon=False, ncols=2, fontsize="x-small", bbox_to_anchor=(1.01, 1), loc="upper left"
+    )
+    return fig

@@ -20,8 +20,8 @@ from mwanda.core.config import ConfigError
 from mwanda.study import experiments
 from mwanda.study.experiments import RESULTS_DIR, ExperimentConfig
 
-# SparseGPT in notebooks 03 and 04: method label -> the config keys that make it. Chosen by
-# notebooks/05_ablations on the embedded dev split at 60%: percdamp in {0.001, 0.01, 0.1} for plain
+# SparseGPT in notebooks 04 and 05: method label -> the config keys that make it. Chosen by
+# notebooks/06_ablations on the embedded dev split at 60%: percdamp in {0.001, 0.01, 0.1} for plain
 # SparseGPT (0.01, the paper's default, was lowest: 1.20% vs 1.25% and 1.24%); then, at that percdamp,
 # alpha in {0, 0.5, 1, 2, 4} and beta in {0, 1} for the language-aware variant, whose alpha and beta
 # are its own (PruneConfig's defaults are M-Wanda's). alpha = beta = 0 was lowest (1.22%; every other
