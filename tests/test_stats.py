@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from conftest import tiny_calib, tiny_model
 from torch import nn
 
+from mwanda.core import stats as stats_mod
 from mwanda.core.blocks import ffn_pair, find_blocks
-from mwanda.core.prune import BlockInputs, collect_block_stats
-from mwanda.core.stats import LanguageStats, StatsError
+from mwanda.core.config import PruneConfig
+from mwanda.core.prune import BlockInputs, collect_block_stats, prune_model
+from mwanda.core.stats import LanguageStats, StatsError, add_hessian
 
 
 def test_language_stats_add_matches_direct_sums():
@@ -81,3 +85,129 @@ def test_add_leaves_float64_input_untouched():
     st.add(x, torch.tensor([0, 1]))
     assert torch.equal(x, before)
     torch.testing.assert_close(st.sumsq[1], x[1].square().sum(0))
+
+
+# ------------------------------------------------- chunked reduction = per-sequence reduction
+
+
+def per_sequence_reference(batches, n_langs: int, lang_weights: torch.Tensor):
+    """The statistics as the pre-chunking code summed them: each sequence alone over its tokens in
+    float64 (and its own X^T X for the Hessian), sequences combined per language by a one-hot
+    matmul, batch by batch."""
+    dim = batches[0][0].shape[-1]
+    ref = LanguageStats.zeros(n_langs, dim)
+    ref.active = torch.zeros_like(ref.sumsq)
+    ref.hessian = torch.zeros(dim, dim, dtype=torch.float64)
+    for x, idx in batches:
+        seqs = x.reshape(idx.numel(), -1, dim)
+        onehot = nn.functional.one_hot(idx, n_langs).T.to(torch.float64)
+        ref.counts += onehot.sum(dim=1) * seqs.shape[1]
+        ref.sumsq += onehot @ torch.stack([torch.sum(s.double().square(), dim=0) for s in seqs])
+        ref.sums += onehot @ torch.stack([torch.sum(s.double(), dim=0) for s in seqs])
+        ref.active += onehot @ torch.stack([(s > 0).sum(dim=0, dtype=torch.float64) for s in seqs])
+        for s, lang in zip(seqs, idx.tolist(), strict=True):
+            s64 = s.double()
+            ref.hessian.addmm_(s64.T, s64, alpha=lang_weights[lang].item())
+    return ref
+
+
+def chunked(batches, n_langs: int, lang_weights: torch.Tensor) -> LanguageStats:
+    dim = batches[0][0].shape[-1]
+    st = LanguageStats.zeros(n_langs, dim)
+    st.hessian = torch.zeros(dim, dim, dtype=torch.float64)
+    for x, idx in batches:
+        st.add(x, idx)
+        st.add_active(x, idx)
+        add_hessian(st.hessian, x, idx, lang_weights)
+    return st
+
+
+def assert_identical(got: LanguageStats, want: LanguageStats) -> None:
+    for part in ("counts", "sumsq", "sums", "active", "hessian"):
+        assert torch.equal(getattr(got, part), getattr(want, part)), part
+
+
+@pytest.fixture(params=[1, 2, 3], ids=lambda n: f"{n}threads")
+def threads(request):
+    """Reductions split work across threads by size: check each split."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("batch", "seqlen", "dim", "chunk"),
+    [
+        (5, 7, 3, 1),  # chunk smaller than one sequence: one sequence at a time
+        (5, 7, 3, 21),  # exactly one sequence
+        (7, 9, 37, 2 * 9 * 37 + 5),  # two sequences per chunk, a shorter last chunk
+        (6, 16, 64, 10**9),  # the whole batch in one chunk
+        (4, 64, 688, 3 * 64 * 688),  # the tiny model's FFN width; sequences above the parallel grain
+        (3, 256, 256, 64 * 256),  # chunk of a quarter sequence
+        (9, 2, 1000, 5 * 2 * 1000),
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_chunked_statistics_bit_identical_to_per_sequence(
+    monkeypatch, threads, batch, seqlen, dim, chunk, dtype
+):
+    monkeypatch.setattr(stats_mod, "CHUNK_ELEMENTS", chunk)
+    gen = torch.Generator().manual_seed(batch * seqlen + dim)
+    n_langs = 3
+    batches = []
+    for flat in (False, True):  # [B, T, d] and, as some models pass FFN inputs, [B * T, d]
+        x = (torch.randn(batch, seqlen, dim, generator=gen) * torch.rand(dim, generator=gen) * 5).to(dtype)
+        idx = torch.randint(0, n_langs, (batch,), generator=gen)
+        batches.append((x.reshape(batch * seqlen, dim) if flat else x, idx))
+    w = torch.tensor([1.0, 0.3, 2.5], dtype=torch.float64)
+    before = [x.clone() for x, _ in batches]
+    assert_identical(chunked(batches, n_langs, w), per_sequence_reference(batches, n_langs, w))
+    assert all(torch.equal(x, b) for (x, _), b in zip(batches, before, strict=True))  # inputs untouched
+
+
+def test_seq_chunks_bound_the_float64_copy(monkeypatch):
+    monkeypatch.setattr(stats_mod, "CHUNK_ELEMENTS", 100)
+    assert stats_mod.seq_chunks(7, 30) == [(0, 3), (3, 6), (6, 7)]
+    assert stats_mod.seq_chunks(3, 101) == [(0, 1), (1, 2), (2, 3)]  # a sequence alone when larger
+    assert stats_mod.seq_chunks(2, 0) == [(0, 2)]
+    assert stats_mod.seq_chunks(3, 30, "meta") == [(0, 1), (1, 2), (2, 3)]  # off the CPU: per sequence
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 12])
+def test_chunk_size_does_not_change_collected_statistics(monkeypatch, batch_size):
+    """Through the collector's hooks (shared q/k/v and gate/up inputs, FFN activity, Hessians):
+    one sequence per chunk, a few, or the whole batch give the same bits."""
+    model, calib = tiny_model("llama", layers=1), tiny_calib(n_per_lang=4)
+    _, blocks = find_blocks(model)
+    block = blocks[0]
+    linears = {n: m for n, m in block.named_modules() if isinstance(m, nn.Linear)}
+    results = []
+    for chunk in (1, 2 * calib.seqlen * 8, 10**9):
+        monkeypatch.setattr(stats_mod, "CHUNK_ELEMENTS", chunk)
+        with torch.no_grad():
+            x = BlockInputs.capture(model, calib, batch_size)
+            results.append(
+                collect_block_stats(
+                    block, linears, ffn_pair(block), x, "b0.", None, True, x.hessian_weights(True)
+                )
+            )
+    for other in results[1:]:
+        for name, st in results[0].items():
+            for part in ("counts", "sumsq", "sums", "active", "hessian"):
+                a, b = getattr(st, part), getattr(other[name], part)
+                assert (a is None) == (b is None) and (a is None or torch.equal(a, b)), (name, part)
+    assert results[0]["mlp.down_proj"].active is not None and results[0]["mlp.up_proj"].hessian is not None
+
+
+def test_chunk_size_does_not_change_masks(monkeypatch):
+    model, calib = tiny_model("llama"), tiny_calib(seed=1)
+    hashes = set()
+    for chunk in (1, 3 * calib.seqlen, 10**9):
+        monkeypatch.setattr(stats_mod, "CHUNK_ELEMENTS", chunk)
+        for method in ("mwanda", "sparsegpt"):
+            report = prune_model(
+                copy.deepcopy(model), calib, PruneConfig(method=method), batch_size=5, progress=False
+            )
+            hashes.add((method, report.mask_sha256))
+    assert len(hashes) == 2

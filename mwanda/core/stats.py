@@ -63,15 +63,20 @@ class LanguageStats:
         seqs = x.reshape(lang_idx.numel(), -1, x.shape[-1])
         onehot = _onehot(lang_idx, self.counts.numel(), seqs.device)  # [L, B]
         self.counts += onehot.sum(dim=1) * seqs.shape[1]
-        # One sequence at a time: the float64 copy is [T, d], not [B, T, d] (the largest
-        # temporary of a statistics pass otherwise). Bit-identical to reducing the whole batch.
+        # Each sequence is summed over its tokens in float64, then the sequences are combined per
+        # language by one matmul. The float64 copy is made a chunk of whole sequences at a time
+        # (``seq_chunks``), never [B, T, d] at once (the largest temporary of a statistics pass
+        # otherwise), and reduced by one call per chunk, not one per sequence: a batch of many
+        # short sequences costs as many kernel calls as one of few long ones. Each sequence's
+        # sum is bit-identical to reducing it alone (tested).
         sumsq = torch.empty(seqs.shape[0], seqs.shape[-1], dtype=torch.float64, device=seqs.device)
         sums = torch.empty_like(sumsq) if self.sums is not None else None
-        for i, seq in enumerate(seqs):
-            seq64 = seq.to(torch.float64, copy=True)  # copy: square_ must not touch a float64 input
+        for start, end in seq_chunks(seqs.shape[0], seqs[0].numel(), seqs.device):
+            # a contiguous copy: square_ must not touch a float64 input
+            chunk64 = seqs[start:end].to(torch.float64, memory_format=torch.contiguous_format, copy=True)
             if sums is not None:
-                torch.sum(seq64, dim=0, out=sums[i])
-            torch.sum(seq64.square_(), dim=0, out=sumsq[i])
+                torch.sum(chunk64, dim=1, out=sums[start:end])
+            torch.sum(chunk64.square_(), dim=1, out=sumsq[start:end])
         self.sumsq += onehot @ sumsq
         if sums is not None:
             self.sums += onehot @ sums
@@ -111,15 +116,37 @@ def add_hessian(H: Tensor, x: Tensor, lang_idx: Tensor, lang_weights: Tensor) ->
     """H += sum_i w_{l(i)} X_i^T X_i over the sequences X_i [T, d] of batch ``x`` (sequence i in
     language lang_idx[i]; ``lang_weights`` [L]).
 
-    float64, one sequence at a time: the temporary is [T, d], not [B, T, d], and the sum runs in
-    the same order whatever the batch size, so batching changes H by nothing beyond the inputs'
-    own rounding. float64 rather than float32 because H is summed over up to ~10^5-10^6 tokens
-    and then inverted: float32 would lose digits before the Cholesky amplifies the error.
+    float64, one product per sequence, in order: the sum runs in the same order whatever the batch
+    size, so batching changes H by nothing beyond the inputs' own rounding. The float64 copy is
+    made a chunk of whole sequences at a time (``seq_chunks``), not [B, T, d] at once. float64
+    rather than float32 because H is summed over up to ~10^5-10^6 tokens and then inverted:
+    float32 would lose digits before the Cholesky amplifies the error.
     """
     seqs = x.reshape(lang_idx.numel(), -1, x.shape[-1])
-    for seq, w in zip(seqs, lang_weights[lang_idx.cpu()].tolist(), strict=True):
-        seq64 = seq.to(torch.float64)
-        H.addmm_(seq64.T, seq64, alpha=w)
+    weights = lang_weights[lang_idx.cpu()].tolist()
+    for start, end in seq_chunks(seqs.shape[0], seqs[0].numel(), seqs.device):
+        chunk64 = seqs[start:end].to(torch.float64, memory_format=torch.contiguous_format)
+        for seq64, w in zip(chunk64, weights[start:end], strict=True):
+            H.addmm_(seq64.T, seq64, alpha=w)
+
+
+# On CPU, the most elements of activations that the statistics copy to float64 at once (2**21:
+# 16 MiB): a batch is reduced a chunk of whole sequences at a time, one sequence when a sequence
+# alone is larger. Results do not depend on it (tested). Fewer, larger chunks are faster: each
+# kernel call has a fixed cost, and a high one when other processes hold the cores (a parallel
+# kernel waits for all its threads): one call per sequence made many short sequences slower than
+# few long ones of the same tokens.
+CHUNK_ELEMENTS = 2**21
+
+
+def seq_chunks(n_seqs: int, seq_elements: int, device: torch.device | str = "cpu") -> list[tuple[int, int]]:
+    """(start, end) ranges of whole sequences: on CPU at most CHUNK_ELEMENTS elements each, or one
+    sequence when a sequence alone is larger. Elsewhere one sequence each: a GPU reduction splits
+    its work by the shape it is given, so a chunk could sum a sequence in another order than the
+    sequence alone (and a kernel launch costs little there)."""
+    on_cpu = torch.device(device).type == "cpu"
+    step = max(1, CHUNK_ELEMENTS // max(1, seq_elements)) if on_cpu else 1
+    return [(start, min(start + step, n_seqs)) for start in range(0, n_seqs, step)]
 
 
 def _onehot(lang_idx: Tensor, n_langs: int, device: torch.device) -> Tensor:
