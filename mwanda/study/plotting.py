@@ -7,6 +7,7 @@ rewrites identical bytes and git shows only real changes.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib.colors as mcolors
@@ -17,7 +18,6 @@ from matplotlib.ticker import PercentFormatter
 
 from mwanda import REPO_ROOT, data
 
-FIGURES_DIR = REPO_ROOT / "figures"
 # 10 significant digits: a float32 round-trips (it needs 9); float64 digits past that are noise here.
 CSV_FLOAT_FORMAT = "%.10g"
 AXIS_LABELS = {
@@ -234,8 +234,6 @@ def add_language_key(fig: plt.Figure, codes, roles: dict | None = None) -> None:
 
 
 def _wrap(text: str, width: int = 130) -> str:
-    import textwrap
-
     return "\n".join(textwrap.wrap(text, width))
 
 
@@ -257,7 +255,8 @@ def lines_vs_sparsity(
     percent_axis(ax.xaxis)
     ax.set(title=title)
     handles, labels = ax.get_legend_handles_labels()
-    names = [f"{lab} {language_name(lab)}" if lab in set(df[hue]) else lab for lab in labels]
+    drawn = set(df[hue])  # the legend also holds section titles and roles: name only the languages
+    names = [f"{lab} {language_name(lab)}" if lab in drawn else lab for lab in labels]
     ax.legend(
         handles, names, frameon=False, ncols=2, fontsize="x-small", bbox_to_anchor=(1.01, 1), loc="upper left"
     )
