@@ -150,13 +150,14 @@ def warm_up(model, input_ids) -> int:
 
 def solver_bytes(block) -> int:
     """SparseGPT's own float64 temporaries for the block's largest layer, on top of the stored
-    Hessians (not in the budget; reported to explain it): the scaled copy of H and two of its
-    L / H^-1 / U factors (3 d_in^2), the float64 copy of W and the lazy update's product (2 d_out
-    d_in), 8 bytes each."""
+    Hessians (not in the budget; reported to explain it): the one d_in^2 buffer in which L, H^-1
+    and U follow each other beside H (``sparsegpt._try_inverse_factor``), the float64 copy of W
+    and the lazy update's product (2 d_out d_in), 8 bytes each. (H is freed once U exists, so U
+    and W's copy never live beside it.)"""
     from mwanda.core.blocks import block_linears, weight_matrix
 
     shapes = [weight_matrix(lin).shape for lin in block_linears(block).values()]
-    return max((3 * d_in**2 + 2 * d_out * d_in) * 8 for d_out, d_in in shapes)
+    return max((d_in**2 + 2 * d_out * d_in) * 8 for d_out, d_in in shapes)
 
 
 def child(spec: dict) -> dict:

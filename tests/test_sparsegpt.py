@@ -20,7 +20,7 @@ from mwanda.core.blocks import find_blocks
 from mwanda.core.calibration import CalibrationSet
 from mwanda.core.config import METHODS, ConfigError, PruneConfig
 from mwanda.core.prune import BlockInputs, collect_block_stats, prune_model
-from mwanda.core.stats import LanguageStats, StatsError, add_hessian
+from mwanda.core.stats import Hessian, LanguageStats, StatsError, add_hessian
 
 ATOL = 1e-9  # relative to max |W| of the layer; measured differences are below 1e-13
 BLOCK = 16  # small, so the tiny layers (32 and 64 inputs) span several blocks
@@ -235,17 +235,25 @@ def test_collected_hessians_match_inputs_and_batch_size():
     X = block_inputs(model, calib)
     runs = [collected(model, calib, bs) for bs in (1, 5, 12)]
     for name, st in runs[0].items():
-        H = st.hessian * (2.0 / st.counts.sum())
+        H = st.hessian.matrix * (2.0 / st.counts.sum())
         torch.testing.assert_close(H, hessian(X[name]), rtol=1e-6, atol=1e-6 * H.abs().max().item())
         for other in runs[1:]:  # float32 block inputs round differently with the batch shape; no more
             torch.testing.assert_close(
-                other[name].hessian, st.hessian, rtol=1e-6, atol=1e-6 * H.abs().max().item()
+                other[name].hessian.matrix, st.hessian.matrix, rtol=1e-6, atol=1e-6 * H.abs().max().item()
             )
     st = runs[0]  # one Hessian per distinct input: q/k/v share one, gate/up another
     assert st["self_attn.q_proj"].hessian is st["self_attn.k_proj"].hessian is st["self_attn.v_proj"].hessian
     assert st["mlp.gate_proj"].hessian is st["mlp.up_proj"].hessian
     assert st["self_attn.o_proj"].hessian is not st["self_attn.q_proj"].hessian
     assert len({id(s.hessian) for s in st.values()}) == 4
+    assert [
+        st[n].hessian.users for n in ("self_attn.q_proj", "self_attn.o_proj", "mlp.up_proj", "mlp.down_proj")
+    ] == [
+        3,
+        1,
+        2,
+        1,
+    ]
 
 
 def test_language_balanced_hessian_weighs_languages_equally():
@@ -260,7 +268,9 @@ def test_language_balanced_hessian_weighs_languages_equally():
     n = {lang: X.shape[0] for lang, X in per_lang.items()}
     N = sum(n.values())
     expected = sum(N / (2 * n[lang]) * X.T @ X for lang, X in per_lang.items())
-    torch.testing.assert_close(st.hessian, expected, rtol=1e-6, atol=1e-6 * expected.abs().max().item())
+    torch.testing.assert_close(
+        st.hessian.matrix, expected, rtol=1e-6, atol=1e-6 * expected.abs().max().item()
+    )
 
 
 # ---------------------------------------------------------------- the driver
@@ -334,6 +344,38 @@ def test_sparsegpt_beats_wanda_on_the_next_block_inputs():
     assert errors["sparsegpt"] < errors["wanda"]
 
 
+def test_in_place_inverse_factor_is_bit_identical_to_out_of_place():
+    """``_try_inverse_factor`` writes H^-1 and U into L's buffer (one d_in x d_in matrix beside H);
+    the result must be the bits of the three out-of-place calls."""
+    gen = torch.Generator().manual_seed(3)
+    for d, n in ((7, 3), (64, 256), (300, 200)):  # rank-deficient before dampening, full rank
+        X = torch.randn(n, d, generator=gen, dtype=torch.float64) * torch.rand(
+            d, generator=gen, dtype=torch.float64
+        )
+        H = X.T @ X
+        torch.diagonal(H).add_(0.01 * torch.diagonal(H).mean())
+        L = torch.linalg.cholesky(H)
+        want = torch.linalg.cholesky(torch.cholesky_inverse(L), upper=True)
+        got = sparsegpt._try_inverse_factor(H.clone())
+        assert torch.equal(got, want), d
+
+
+def test_shared_hessian_is_factored_once_and_released(monkeypatch):
+    """q/k/v and gate/up share one Hessian: one factorisation per distinct input (4 per block),
+    and after a block is pruned its Hessians hold neither the matrix nor the factor."""
+    calls, holders = [], []
+    factor = sparsegpt.factor
+    monkeypatch.setattr(sparsegpt, "factor", lambda H, p: calls.append(H.shape[0]) or factor(H, p))
+    done = Hessian.done
+    monkeypatch.setattr(Hessian, "done", lambda self: holders.append(self) or done(self))
+    model, calib = tiny_model("llama", layers=2), tiny_calib()
+    prune_model(model, calib, PruneConfig(method="sparsegpt"), progress=False)
+    d, ffn = model.config.hidden_size, model.config.intermediate_size
+    assert calls == [d, d, d, ffn] * 2
+    assert len(holders) == 7 * 2 and len({id(h) for h in holders}) == 4 * 2
+    assert all(h.matrix is None and h.factor is None and h.users == 0 for h in holders)
+
+
 # ---------------------------------------------------------------- dampening and bad input
 
 
@@ -350,7 +392,7 @@ def _layer(hessian_matrix, name="model.layers.0.mlp.down_proj"):
     W = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
     st = LanguageStats.zeros(1, 2, sums=False)
     st.counts += 2.0  # H is scaled by 2/N = 1
-    st.hessian = hessian_matrix.double()
+    st.hessian = Hessian(hessian_matrix.double())
     return methods.Layer(name, W, st, False, 0.5)
 
 
@@ -376,9 +418,11 @@ def test_driver_records_raised_dampening(monkeypatch):
         report = prune_model(
             tiny_model("llama", layers=2), tiny_calib(), PruneConfig(method="sparsegpt"), progress=False
         )
-    assert report.layers[0]["damping"] == pytest.approx(0.1)
-    assert all(r["damping"] == 0.01 for r in report.layers[1:])
-    assert len(report.warnings) == 1 and "q_proj" in report.warnings[0]
+    # q/k/v share one Hessian and so its factor: all three report the raised dampening
+    shared = {f"model.layers.0.self_attn.{p}_proj" for p in "qkv"}
+    assert {r["name"] for r in report.layers if r["damping"] == pytest.approx(0.1)} == shared
+    assert all(r["damping"] == 0.01 for r in report.layers if r["name"] not in shared)
+    assert len(report.warnings) == 3 and all(any(n in w for w in report.warnings) for n in shared)
 
 
 @pytest.mark.parametrize(

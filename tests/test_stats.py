@@ -13,7 +13,7 @@ from mwanda.core import stats as stats_mod
 from mwanda.core.blocks import ffn_pair, find_blocks
 from mwanda.core.config import PruneConfig
 from mwanda.core.prune import BlockInputs, collect_block_stats, prune_model
-from mwanda.core.stats import LanguageStats, StatsError, add_hessian
+from mwanda.core.stats import Hessian, LanguageStats, StatsError, add_hessian
 
 
 def test_language_stats_add_matches_direct_sums():
@@ -97,7 +97,7 @@ def per_sequence_reference(batches, n_langs: int, lang_weights: torch.Tensor):
     dim = batches[0][0].shape[-1]
     ref = LanguageStats.zeros(n_langs, dim)
     ref.active = torch.zeros_like(ref.sumsq)
-    ref.hessian = torch.zeros(dim, dim, dtype=torch.float64)
+    ref.hessian = Hessian(torch.zeros(dim, dim, dtype=torch.float64))
     for x, idx in batches:
         seqs = x.reshape(idx.numel(), -1, dim)
         onehot = nn.functional.one_hot(idx, n_langs).T.to(torch.float64)
@@ -107,24 +107,25 @@ def per_sequence_reference(batches, n_langs: int, lang_weights: torch.Tensor):
         ref.active += onehot @ torch.stack([(s > 0).sum(dim=0, dtype=torch.float64) for s in seqs])
         for s, lang in zip(seqs, idx.tolist(), strict=True):
             s64 = s.double()
-            ref.hessian.addmm_(s64.T, s64, alpha=lang_weights[lang].item())
+            ref.hessian.matrix.addmm_(s64.T, s64, alpha=lang_weights[lang].item())
     return ref
 
 
 def chunked(batches, n_langs: int, lang_weights: torch.Tensor) -> LanguageStats:
     dim = batches[0][0].shape[-1]
     st = LanguageStats.zeros(n_langs, dim)
-    st.hessian = torch.zeros(dim, dim, dtype=torch.float64)
+    st.hessian = Hessian(torch.zeros(dim, dim, dtype=torch.float64))
     for x, idx in batches:
         st.add(x, idx)
         st.add_active(x, idx)
-        add_hessian(st.hessian, x, idx, lang_weights)
+        add_hessian(st.hessian.matrix, x, idx, lang_weights)
     return st
 
 
 def assert_identical(got: LanguageStats, want: LanguageStats) -> None:
-    for part in ("counts", "sumsq", "sums", "active", "hessian"):
+    for part in ("counts", "sumsq", "sums", "active"):
         assert torch.equal(getattr(got, part), getattr(want, part)), part
+    assert torch.equal(got.hessian.matrix, want.hessian.matrix)
 
 
 @pytest.fixture(params=[1, 2, 3], ids=lambda n: f"{n}threads")
@@ -196,6 +197,7 @@ def test_chunk_size_does_not_change_collected_statistics(monkeypatch, batch_size
         for name, st in results[0].items():
             for part in ("counts", "sumsq", "sums", "active", "hessian"):
                 a, b = getattr(st, part), getattr(other[name], part)
+                a, b = (t.matrix if isinstance(t, Hessian) else t for t in (a, b))
                 assert (a is None) == (b is None) and (a is None or torch.equal(a, b)), (name, part)
     assert results[0]["mlp.down_proj"].active is not None and results[0]["mlp.up_proj"].hessian is not None
 

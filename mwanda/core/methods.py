@@ -165,27 +165,39 @@ class SparseGPT(Method):
 
     def prune(self, layer: Layer, cfg: PruneConfig) -> tuple[Tensor, dict]:
         st = layer.stats
-        H = st.hessian * (2.0 / float(st.counts.sum()))  # a copy: the block's H may be shared
         scale = None
         if cfg.language_aware:
             active = st.active if layer.is_ffn_down else None
             scale = scores.language_scale(
                 st.counts, st.sumsq, st.sums, active, cfg.alpha, cfg.beta, cfg.variation
             )
-        try:
-            W, mask, used = sparsegpt.sparsegpt(
-                layer.W, H, _rule(layer, cfg), cfg.blocksize, cfg.percdamp, scale
-            )
-        except sparsegpt.NotPositiveDefinite as exc:
-            raise StatsError(
-                f"the Hessian of {layer.name} is not positive definite even with percdamp={exc.percdamp:g} "
-                f"(tried {sparsegpt.MAX_DAMPING_TRIES} dampenings from {cfg.percdamp:g}, 10x each); check "
-                "its calibration data (too few tokens?) or raise --percdamp."
-            ) from None
+        f = self._factor(layer, cfg)
+        W, mask = sparsegpt.prune_layer(layer.W, f, _rule(layer, cfg), cfg.blocksize, scale)
+        st.hessian.done()
         if not torch.isfinite(W.sum()):
             raise StatsError(f"SparseGPT's updated weights of {layer.name} are NaN or Inf; raise --percdamp.")
         layer.W.copy_(W)
-        return mask, {"damping": used}
+        return mask, {"damping": f.percdamp}
+
+    @staticmethod
+    def _factor(layer: Layer, cfg: PruneConfig) -> sparsegpt.Factor:
+        """The factor of the layer's Hessian, computed by the first linear that reads its input
+        and reused by the others (it depends on H alone). H = 2/N sum ... is scaled and dampened
+        in place and freed once factored: one d_in x d_in matrix beside it at most."""
+        hessian = layer.stats.hessian
+        if hessian.factor is None:
+            H, hessian.matrix = hessian.matrix, None
+            H.mul_(2.0 / float(layer.stats.counts.sum()))  # every user has the same N (one input)
+            try:
+                hessian.factor = sparsegpt.factor(H, cfg.percdamp)
+            except sparsegpt.NotPositiveDefinite as exc:
+                raise StatsError(
+                    f"the Hessian of {layer.name} is not positive definite even with "
+                    f"percdamp={exc.percdamp:g} (tried {sparsegpt.MAX_DAMPING_TRIES} dampenings from "
+                    f"{cfg.percdamp:g}, 10x each); check its calibration data (too few tokens?) or raise "
+                    "--percdamp."
+                ) from None
+        return hessian.factor
 
 
 def _rule(layer: Layer, cfg: PruneConfig) -> sparsegpt.MaskRule:

@@ -19,8 +19,10 @@ reconstruction error H = 2/N sum_t x_t x_t^T [d_in, d_in]:
    update delta = -(w_p / [H^-1]_pp) [H^-1]_p,:); the block's errors reach the later columns in
    one matrix product (the paper's lazy batch updates, Alg. 1).
 
-Everything here runs in float64 (``sparsegpt`` copies W to it; H arrives as a float64 copy,
-accumulated in float64 by ``stats.add_hessian``): the update chains
+Everything here runs in float64 (``prune_layer`` copies W to it; H arrives in float64,
+accumulated so by ``stats.add_hessian``, and is overwritten: its diagonal by steps 1-2, and the
+caller frees it once ``factor`` has returned U; one more d_in x d_in matrix lives beside H while U
+is computed, in which L, H^-1 and U follow each other): the update chains
 d_in dependent corrections through a Cholesky inverse whose error grows with H's condition
 number, and float64 keeps that error far below any mask decision on every model size we run.
 
@@ -84,14 +86,24 @@ class NotPositiveDefinite(ValueError):
         self.percdamp = percdamp
 
 
-def zero_dead_inputs(W: Tensor, H: Tensor) -> Tensor:
-    """Inputs that were never nonzero (H_jj = 0): W_:j = 0 and H_jj = 1 (in place; returns the
-    [d_in] boolean mask of dead inputs). Their weights multiply zeros, so removing them is free,
-    and the unit diagonal keeps H invertible."""
+@dataclass(frozen=True)
+class Factor:
+    """What a layer's pruning needs of its Hessian: U (upper Cholesky factor of the dampened
+    H^-1), the dead inputs (H_jj = 0) and the dampening used. Linears that share an input share
+    it: it depends on H alone."""
+
+    U: Tensor
+    dead: Tensor  # [d_in] bool
+    percdamp: float
+
+
+def factor(H: Tensor, percdamp: float, tries: int = MAX_DAMPING_TRIES) -> Factor:
+    """Steps 1-3 for the Hessian ``H`` [d_in, d_in] (float64; its diagonal is overwritten: dead
+    inputs get H_jj = 1, which keeps H invertible, and the dampening is added in place)."""
     dead = torch.diagonal(H) == 0
     torch.diagonal(H)[dead] = 1.0
-    W[:, dead] = 0.0
-    return dead
+    U, used = inverse_factor(H, percdamp, tries)
+    return Factor(U, dead, used)
 
 
 def inverse_factor(H: Tensor, percdamp: float, tries: int = MAX_DAMPING_TRIES) -> tuple[Tensor, float]:
@@ -110,14 +122,26 @@ def inverse_factor(H: Tensor, percdamp: float, tries: int = MAX_DAMPING_TRIES) -
 
 
 def _try_inverse_factor(H: Tensor) -> Tensor | None:
-    """Upper Cholesky factor of H^-1 through H's own Cholesky factor, or None if either fails."""
+    """Upper Cholesky factor of H^-1 through H's own Cholesky factor, or None if either fails.
+
+    One d_in x d_in matrix besides H: L, then H^-1 and then U overwrite it. LAPACK's potri and
+    potrf work in place on a column-major matrix, which is how torch returns L, so ``out=L`` adds
+    no copy; the results are bit-identical to the out-of-place calls (tested). H stays intact
+    (but for its diagonal) until U exists, so a failed try can be retried with more dampening.
+    """
     L, info = torch.linalg.cholesky_ex(H)
-    if info.item() != 0 or not torch.isfinite(L).all():
+    if info.item() != 0 or not _finite(L):
         return None
-    Hinv = torch.cholesky_inverse(L)
-    del L  # at most three d_in x d_in matrices at once: H, H^-1, U
-    U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
-    return U if info.item() == 0 and torch.isfinite(U).all() else None
+    torch.cholesky_inverse(L, out=L)  # L now holds H^-1
+    torch.linalg.cholesky_ex(L, upper=True, out=(L, info))  # and now U
+    return L if info.item() == 0 and _finite(L) else None
+
+
+def _finite(A: Tensor) -> bool:
+    """No NaN or Inf in ``A``, through its sum: ``torch.isfinite`` would build a float |A| and a
+    bool copy, another d_in x d_in matrix at the peak. (A finite sum that overflows reads as not
+    finite: a factor that large is unusable anyway.)"""
+    return bool(torch.isfinite(A.sum()))
 
 
 def prune_obs(W: Tensor, U: Tensor, rule: MaskRule, blocksize: int, scale: Tensor | None = None) -> Tensor:
@@ -176,6 +200,16 @@ def _block_mask(sal: Tensor, rule: PerRow | PerLayer, span: tuple[int, int, int]
     return lowest(sal.reshape(1, -1), share).reshape(sal.shape)
 
 
+def prune_layer(
+    W: Tensor, f: Factor, rule: MaskRule, blocksize: int = 128, scale: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """Step 4 on one layer: (pruned and updated W in float64, mask). ``W`` [d_out, d_in] is copied
+    and never modified; the weights of dead inputs multiply zeros, so they are removed first, free."""
+    W = W.to(torch.float64, copy=True)
+    W[:, f.dead] = 0.0
+    return W, prune_obs(W, f.U, rule, blocksize, scale)
+
+
 def sparsegpt(
     W: Tensor,
     H: Tensor,
@@ -189,8 +223,6 @@ def sparsegpt(
     ``W`` [d_out, d_in] is copied to float64 and never modified. ``H`` [d_in, d_in] (float64, the
     caller's own copy: dead inputs and dampening are written into it) is the layer's Hessian.
     """
-    W = W.to(torch.float64, copy=True)
-    zero_dead_inputs(W, H)
-    U, used = inverse_factor(H, percdamp)
-    mask = prune_obs(W, U, rule, blocksize, scale)
-    return W, mask, used
+    f = factor(H, percdamp)
+    W, mask = prune_layer(W, f, rule, blocksize, scale)
+    return W, mask, f.percdamp

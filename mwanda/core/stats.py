@@ -40,9 +40,9 @@ class LanguageStats:
     sumsq: Tensor
     sums: Tensor | None
     active: Tensor | None = None  # [L, d]: FFN down-projection inputs only
-    # [d, d]: sum_l w_l sum_{t in l} x_t x_t^T (float64), when a method needs it; the same tensor
-    # for linears that share an input, so never modify it in place outside the collector
-    hessian: Tensor | None = None
+    # sum_l w_l sum_{t in l} x_t x_t^T, when a method needs it: one holder for all the linears that
+    # share an input (q/k/v, gate/up), see ``Hessian``
+    hessian: Hessian | None = None
 
     @classmethod
     def zeros(
@@ -98,18 +98,45 @@ class LanguageStats:
         self.active += onehot @ on.sum(dim=1, dtype=torch.float64)
 
     def check_finite(self, name: str) -> None:
-        for part in (self.sumsq, self.sums, self.hessian):
-            if part is not None and not torch.isfinite(part).all():
+        for part in (self.sumsq, self.sums, None if self.hessian is None else self.hessian.matrix):
+            # through the sum: isfinite(part) would build |part| and a bool copy, a second d x d
+            # matrix for a Hessian; a sum that overflows float64 is as unusable as an Inf
+            if part is not None and not torch.isfinite(part.sum()):
                 raise StatsError(
                     f"NaN/Inf in the activation statistics of {name}: the model overflows on the "
                     "calibration data; load it in float32 or bfloat16 (--dtype) or check its weights."
                 )
 
     def to(self, device: torch.device | str) -> LanguageStats:
+        """A copy on ``device`` (without the Hessian: the dense pass that moves statistics never
+        collects one, and a moved copy could not stay shared with the other linears)."""
+        if self.hessian is not None:
+            raise ValueError(
+                "LanguageStats.to does not move Hessians; prune the block where it was collected."
+            )
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return LanguageStats(
-            move(self.counts), move(self.sumsq), move(self.sums), move(self.active), move(self.hessian)
-        )
+        return LanguageStats(move(self.counts), move(self.sumsq), move(self.sums), move(self.active))
+
+
+@dataclass(eq=False)
+class Hessian:
+    """The Hessian sum_l w_l sum_{t in l} x_t x_t^T [d, d] (float64) of one linear input, held once
+    for the ``users`` linears that read that input (q/k/v share one, gate/up another).
+
+    A method that factorises it (SparseGPT) does so once, for the first of its users: it takes
+    ``matrix`` (then None, freed as soon as the factor exists), leaves the factor in ``factor`` for
+    the others, and calls ``done`` after each user, so the last one frees the factor too.
+    """
+
+    matrix: Tensor | None
+    users: int = 1
+    factor: object | None = None
+
+    def done(self) -> None:
+        """One user has been pruned; after the last, nothing is kept."""
+        self.users -= 1
+        if self.users == 0:
+            self.matrix = self.factor = None
 
 
 def add_hessian(H: Tensor, x: Tensor, lang_idx: Tensor, lang_weights: Tensor) -> None:
@@ -217,11 +244,12 @@ class BlockStatsCollector:
         if self._last_hessian is not None and self._last_hessian[0] is x:
             if acc.hessian is None:
                 acc.hessian = self._last_hessian[1]
+                acc.hessian.users += 1
             if acc.hessian is self._last_hessian[1]:
                 return
         if acc.hessian is None:
-            acc.hessian = torch.zeros(x.shape[-1], x.shape[-1], dtype=torch.float64, device=x.device)
-        add_hessian(acc.hessian, x, self.lang_idx, self.hessian_weights)
+            acc.hessian = Hessian(torch.zeros(x.shape[-1], x.shape[-1], dtype=torch.float64, device=x.device))
+        add_hessian(acc.hessian.matrix, x, self.lang_idx, self.hessian_weights)
         self._last_hessian = (x, acc.hessian)
 
     def _active_hook(self, down: str):
