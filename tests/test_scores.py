@@ -174,3 +174,18 @@ def test_scores_do_not_modify_weights():
     scores.wanda(W, torch.rand(6))
     scores.ria(W, torch.rand(6))
     assert torch.equal(W, before)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_all_finite_sees_nan_and_inf_and_not_an_overflowing_sum(dtype):
+    big = torch.full((64, 64), torch.finfo(dtype).max / 2, dtype=dtype)
+    assert not torch.isfinite(big.sum())  # the fast path's sum overflows: the exact check decides
+    assert scores.all_finite(big)
+    assert scores.all_finite(torch.zeros(0, 3, dtype=dtype))
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        x = torch.ones(5, 7, dtype=dtype)
+        x[3, 2] = bad
+        assert not scores.all_finite(x), bad
+    mixed = torch.ones(4, dtype=dtype)
+    mixed[0], mixed[1] = float("inf"), -float("inf")  # the sum is NaN, as it must be
+    assert not scores.all_finite(mixed)

@@ -81,7 +81,7 @@ class ScoreMethod(Method):
 
     def prune(self, layer: Layer, cfg: PruneConfig) -> tuple[Tensor, dict]:
         score = self.score(layer.W, layer.stats, cfg, layer.is_ffn_down)
-        if not torch.isfinite(score.sum(dtype=torch.float64)):  # no [d_out, d_in] temporary
+        if not scores.all_finite(score):
             raise StatsError(
                 f"the scores of {layer.name} are NaN or Inf (method={cfg.method}); check its "
                 "weights and calibration data, or lower alpha/beta/ria_a."
@@ -174,7 +174,7 @@ class SparseGPT(Method):
         f = self._factor(layer, cfg)
         W, mask = sparsegpt.prune_layer(layer.W, f, _rule(layer, cfg), cfg.blocksize, scale)
         st.hessian.done()
-        if not torch.isfinite(W.sum()):
+        if not scores.all_finite(W):
             raise StatsError(f"SparseGPT's updated weights of {layer.name} are NaN or Inf; raise --percdamp.")
         layer.W.copy_(W)
         return mask, {"damping": f.percdamp}

@@ -150,10 +150,10 @@ def _check_not_offloaded(path: str, linears: list[dict[str, nn.Module]]) -> None
 
 
 def check_finite(model: nn.Module) -> None:
-    """Every parameter is finite: a NaN weight would make scores, masks and outputs meaningless.
-    A float64 sum per tensor needs no temporary of the tensor's size."""
+    """Every parameter is finite: a NaN weight would make scores, masks and outputs meaningless
+    (``scores.all_finite``: no temporary of the tensor's size)."""
     for name, p in model.named_parameters():
-        if p.device.type != "meta" and p.numel() and not torch.isfinite(p.detach().sum(dtype=torch.float64)):
+        if p.device.type != "meta" and p.numel() and not scores.all_finite(p.detach()):
             raise ModelStructureError(
                 f"parameter {name} holds NaN or Inf values: the model is damaged; reload or re-download it."
             )

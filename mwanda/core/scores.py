@@ -23,6 +23,14 @@ import torch
 Tensor = torch.Tensor
 
 
+def all_finite(t: Tensor) -> bool:
+    """No NaN or Inf in ``t``, without a temporary of its size on the usual path: the sum in
+    ``t``'s own dtype (NaN and Inf propagate through it; ~30x faster than a float64 sum, which
+    costs seconds over a 7B model's weights and scores). Only when that sum is not finite (a NaN
+    or Inf, or finite values whose sum overflows the dtype) does the elementwise check decide."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
+
+
 def magnitude(W: Tensor) -> Tensor:
     """|W_ij|."""
     return W.detach().to(torch.float32, copy=True).abs_()  # one float32 buffer whatever W's dtype

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mwanda.core.scores import lowest
+from mwanda.core.scores import all_finite, lowest
 
 Tensor = torch.Tensor
 
@@ -130,18 +130,12 @@ def _try_inverse_factor(H: Tensor) -> Tensor | None:
     (but for its diagonal) until U exists, so a failed try can be retried with more dampening.
     """
     L, info = torch.linalg.cholesky_ex(H)
-    if info.item() != 0 or not _finite(L):
+    # all_finite, not isfinite(L).all(): that builds |L| and a bool copy, a third matrix at the peak
+    if info.item() != 0 or not all_finite(L):
         return None
     torch.cholesky_inverse(L, out=L)  # L now holds H^-1
     torch.linalg.cholesky_ex(L, upper=True, out=(L, info))  # and now U
-    return L if info.item() == 0 and _finite(L) else None
-
-
-def _finite(A: Tensor) -> bool:
-    """No NaN or Inf in ``A``, through its sum: ``torch.isfinite`` would build a float |A| and a
-    bool copy, another d_in x d_in matrix at the peak. (A finite sum that overflows reads as not
-    finite: a factor that large is unusable anyway.)"""
-    return bool(torch.isfinite(A.sum()))
+    return L if info.item() == 0 and all_finite(L) else None
 
 
 def prune_obs(W: Tensor, U: Tensor, rule: MaskRule, blocksize: int, scale: Tensor | None = None) -> Tensor:

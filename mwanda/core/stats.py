@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from mwanda.core.scores import all_finite
 from mwanda.errors import UserError
 
 Tensor = torch.Tensor
@@ -99,9 +100,9 @@ class LanguageStats:
 
     def check_finite(self, name: str) -> None:
         for part in (self.sumsq, self.sums, None if self.hessian is None else self.hessian.matrix):
-            # through the sum: isfinite(part) would build |part| and a bool copy, a second d x d
-            # matrix for a Hessian; a sum that overflows float64 is as unusable as an Inf
-            if part is not None and not torch.isfinite(part.sum()):
+            # all_finite, not isfinite(part).all(): that builds |part| and a bool copy, a second
+            # d x d matrix at the peak for a Hessian
+            if part is not None and not all_finite(part):
                 raise StatsError(
                     f"NaN/Inf in the activation statistics of {name}: the model overflows on the "
                     "calibration data; load it in float32 or bfloat16 (--dtype) or check its weights."
