@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from conftest import byte_bpe_tokenizer, tiny_model
 
-from mwanda.evaluation.perplexity import perplexity, rolling_windows
+from mwanda.evaluation.perplexity import paragraph_starts, perplexity, rolling_windows, split_by_paragraph
 
 TEXTS = [
     "the quick brown fox jumps over the lazy dog. " * 12,
@@ -69,3 +70,40 @@ def test_matches_lm_eval_loglikelihood_rolling(tokenizer, stride):
                 r[0] for r in lm._loglikelihood_tokens([(None, *w) for w in wins], disable_tqdm=True)
             )
             assert -ours.nll == pytest.approx(theirs, rel=1e-3)
+
+
+def test_paragraphs_split_the_totals(tokenizer):
+    """Per-paragraph NLL and bytes add up to the text's; a paragraph owns the break after it."""
+    paragraphs = [TEXTS[0][:90], TEXTS[2][:20], TEXTS[1][:70], "x"]
+    text = "\n\n".join(paragraphs)
+    model = tiny_model("llama", layers=2, max_position_embeddings=32, vocab_size=len(tokenizer))
+    res = perplexity(model, tokenizer, text, window=16)
+    assert len(res.paragraph_nll) == len(res.paragraph_bytes) == 4
+    assert list(res.paragraph_bytes) == [len((p + "\n\n").encode()) for p in paragraphs[:-1]] + [1]
+    assert sum(res.paragraph_bytes) == res.bytes
+    assert sum(res.paragraph_nll) == pytest.approx(res.nll, rel=1e-12)
+    assert all(v > 0 for v in res.paragraph_nll)
+
+
+def test_tokens_go_to_the_paragraph_of_their_first_character():
+    text = "ab\n\ncd\n\n\n\nef"  # the third paragraph is empty
+    assert paragraph_starts(text) == [0, 4, 8, 10]
+    starts = [0, 1, 2, 4, 6, 8, 10, 11]  # a token starting inside a break belongs before it
+    out = split_by_paragraph(text, torch.arange(1.0, 9.0, dtype=torch.float64), starts)
+    assert out["paragraph_nll"] == (1 + 2 + 3, 4 + 5, 6, 7 + 8)
+    assert out["paragraph_bytes"] == (4, 4, 2, 2)
+
+
+def test_tokenizer_without_offsets_gives_totals_only(tokenizer):
+    class Slow:  # what a slow (Python) tokenizer does when asked for offsets
+        bos_token_id, eos_token_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+
+        def __call__(self, text, add_special_tokens=False, return_offsets_mapping=False):
+            if return_offsets_mapping:
+                raise NotImplementedError("return_offset_mapping is not available")
+            return tokenizer(text, add_special_tokens=add_special_tokens)
+
+    model = tiny_model("llama", layers=2, max_position_embeddings=32, vocab_size=len(tokenizer))
+    slow = perplexity(model, Slow(), TEXTS[0], window=16)
+    fast = perplexity(model, tokenizer, TEXTS[0], window=16)
+    assert slow.nll == fast.nll and slow.paragraph_nll == () and len(fast.paragraph_nll) == 1

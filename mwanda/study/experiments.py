@@ -492,6 +492,22 @@ def record_problem(rec: object, key: str) -> str | None:
         problem = _schema_problem(row, METRIC_SCHEMA, f"metrics[{i}].")
         if problem:
             return problem
+    return _paragraphs_problem(rec.get("paragraphs", {}))
+
+
+def _paragraphs_problem(paragraphs: object) -> str | None:
+    """``paragraphs`` (optional): {metric: {language: {"nll": [numbers], "bytes": [numbers]}}},
+    the two lists of one language of equal length."""
+    if not isinstance(paragraphs, dict):
+        return f"paragraphs is {_short(paragraphs)}, not an object"
+    for metric, langs in paragraphs.items():
+        for lang, parts in langs.items() if isinstance(langs, dict) else [(None, langs)]:
+            where = f"paragraphs.{metric}" + ("" if lang is None else f".{lang}")
+            lists = [parts.get(k) for k in ("nll", "bytes")] if isinstance(parts, dict) else [None]
+            if not all(isinstance(v, list) and all(map(_is_number, v)) for v in lists):
+                return f"{where} is {_short(parts)}, not an object of nll and bytes lists"
+            if len(lists[0]) != len(lists[1]):
+                return f"{where} has {len(lists[0])} nll values but {len(lists[1])} byte counts"
     return None
 
 
@@ -549,12 +565,13 @@ def run(
         batch_size = resolve_batch_size(cfg.batch_size, model, cfg.nsamples, cfg.seqlen)
         report = prune_model(model, calib, cfg.prune_config(), batch_size=batch_size, progress=progress)
         pruning = _pruning_summary(report)
-    rows, task_info = evaluate(model, tokenizer, cfg, progress)
+    rows, task_info, paragraphs = evaluate(model, tokenizer, cfg, progress)
     record = {
         "key": cfg.key(),
         "version": SCORING_VERSION,
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
         "metrics": rows,
+        "paragraphs": paragraphs,
         "pruning": pruning,
         "provenance": _provenance(task_info),
         "seconds": time.perf_counter() - start,
@@ -565,12 +582,15 @@ def run(
     return record
 
 
-def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> tuple[list[dict], dict]:
-    """Tidy metric rows {language, metric, value} for the evaluation suite of ``cfg``, and the
-    tasks' provenance: lm-eval task versions and how many items were truncated to the context."""
+def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> tuple[list[dict], dict, dict]:
+    """Tidy metric rows {language, metric, value} for the evaluation suite of ``cfg``; the tasks'
+    provenance: lm-eval task versions and how many items were truncated to the context; and the
+    paragraphs behind each bits-per-byte row, {metric: {language: {"nll": [...], "bytes":
+    [...]}}}, which the bootstrap of ``study.uncertainty`` resamples (empty for a tokenizer
+    without character offsets)."""
     from mwanda.evaluation.perplexity import context_length, per_language_perplexity
 
-    rows = []
+    rows, paragraphs = [], {}
     suites = [(cfg.eval_split, _eval_texts(cfg, cfg.eval_split))]
     if cfg.udhr and cfg.corpus == "embedded":
         suites.append(("udhr", _eval_texts(cfg, "udhr")))
@@ -585,6 +605,9 @@ def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> 
                 {"language": lang, "metric": f"{prefix}{m}", "value": v}
                 for m, v in (("bpb", r.bits_per_byte), ("ppl", r.ppl), ("bpc", r.bits_per_char))
             ]
+            if r.paragraph_nll:
+                parts = {"nll": list(r.paragraph_nll), "bytes": list(r.paragraph_bytes)}
+                paragraphs.setdefault(f"{prefix}bpb", {})[lang] = parts
     task_info: dict = {"versions": {}}
     if cfg.tasks:
         from mwanda.evaluation import tasks as task_mod
@@ -603,7 +626,7 @@ def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> 
                 if r.get(m) is not None
             ]
         task_info = {"versions": out["versions"], "truncated_items": out["config"]["truncated_items"]}
-    return rows, task_info
+    return rows, task_info, paragraphs
 
 
 def resolve_batch_size(batch_size: int | str, model, nsamples: int, seqlen: int) -> int:

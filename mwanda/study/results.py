@@ -9,10 +9,13 @@ record file is skipped with a ``RecordWarning`` that names it; the other records
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from mwanda.study import uncertainty
 from mwanda.study.experiments import RESULTS_DIR, ExperimentConfig, read_record
 
 # Config fields that define "evaluated the same way": a pruned row joins the dense row that
@@ -46,8 +49,12 @@ def load(results_dir: str | Path = RESULTS_DIR, **filters) -> pd.DataFrame:
     if not records:
         return pd.DataFrame(columns=["key", "language", "metric", "value"])
     metrics = pd.DataFrame.from_records(
-        [row | {"key": rec["key"]} for rec in records for row in rec["metrics"]],
-        columns=["language", "metric", "value", "key"],
+        [
+            row | {"key": rec["key"], "paragraph_nll": _paragraph_nll(rec, row)}
+            for rec in records
+            for row in rec["metrics"]
+        ],
+        columns=["language", "metric", "value", "key", "paragraph_nll"],
     )
     configs = pd.DataFrame.from_records(
         [
@@ -68,10 +75,19 @@ def load(results_dir: str | Path = RESULTS_DIR, **filters) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def _paragraph_nll(rec: dict, row: dict) -> tuple[float, ...] | None:
+    """The per-paragraph NLLs behind a bits-per-byte row, if its record holds them."""
+    parts = rec.get("paragraphs", {}).get(row["metric"], {}).get(row["language"])
+    return None if parts is None else tuple(parts["nll"])
+
+
 def with_dense(df: pd.DataFrame) -> pd.DataFrame:
-    """Add ``dense`` (the baseline's value) and ``rel_increase`` = value / dense - 1 to pruned rows."""
+    """Add ``dense`` (the baseline's value) and ``rel_increase`` = value / dense - 1 to pruned
+    rows, and the baseline's paragraph NLLs (``dense_paragraph_nll``) when the frame has them."""
     on = [k for k in EVAL_KEYS if k in df.columns] + ["language", "metric"]
-    dense = df[df["method"] == "dense"][on + ["value"]].drop_duplicates(on).rename(columns={"value": "dense"})
+    carried = {"value": "dense", "paragraph_nll": "dense_paragraph_nll"}
+    carried = {k: v for k, v in carried.items() if k in df.columns}
+    dense = df[df["method"] == "dense"][on + list(carried)].drop_duplicates(on).rename(columns=carried)
     out = df[df["method"] != "dense"].merge(dense, on=on, how="left")
     out["rel_increase"] = out["value"] / out["dense"] - 1
     return out
@@ -110,8 +126,12 @@ def compare(
     (``base_mean``, ``other_mean``), ``difference`` (other - base; negative: ``other`` degrades
     less), ``languages_better`` of ``languages`` (per-language means over seeds, other strictly
     lower), the paired per-seed differences of the means over languages (``seed_min``,
-    ``seed_max``, ``seeds``), and ``verdict``: 'holds' if ``other`` is lower in every seed,
-    'reversed' if higher in every seed, else 'within noise'.
+    ``seed_max``, ``seeds``); ``low`` and ``high``, the 95% interval of ``difference`` from the
+    paired bootstrap over evaluation paragraphs and seeds (``uncertainty.paired_bootstrap``),
+    with the ``paragraphs`` it resampled; and ``verdict``: 'holds' if the interval is below 0,
+    'reversed' if above, else 'within noise'. Without paragraph NLLs in the records (an older
+    record, a tokenizer without offsets) the interval is NaN and the verdict falls back to the
+    seeds: 'holds' if ``other`` is lower in every seed, 'reversed' if higher in every seed.
     """
     d = df[(df["metric"] == metric) & df["label"].isin([base, other])]
     d = d.assign(label=d["label"].astype(str))
@@ -121,7 +141,11 @@ def compare(
         per_lang = g.groupby(["label", "language"])["rel_increase"].mean().unstack("label")
         per_seed = g.groupby(["label", "seed"])["rel_increase"].mean().unstack("label").dropna()
         gap = per_seed[other] - per_seed[base]
-        verdict = "holds" if (gap < 0).all() else "reversed" if (gap > 0).all() else "within noise"
+        interval = _interval(g, base, other)
+        if interval is not None:
+            verdict = interval.verdict
+        else:
+            verdict = "holds" if (gap < 0).all() else "reversed" if (gap > 0).all() else "within noise"
         rows.append(
             dict(zip(by, group, strict=True))
             | {
@@ -135,10 +159,63 @@ def compare(
                 "seed_min": gap.min(),
                 "seed_max": gap.max(),
                 "seeds": len(gap),
+                "low": math.nan if interval is None else interval.low,
+                "high": math.nan if interval is None else interval.high,
+                "paragraphs": 0 if interval is None else interval.paragraphs,
                 "verdict": verdict,
             }
         )
     return pd.DataFrame(rows)
+
+
+def describe(row, names=None, digits: int = 2) -> str:
+    """One sentence for a ``compare`` row: both means, the difference with its 95% interval and
+    what it was resampled over, the languages where ``other`` is lower, and the verdict.
+    ``names``: label -> display name (default: the labels)."""
+    name = (lambda label: label) if names is None else names
+    r = row if isinstance(row, dict) else getattr(row, "_asdict", lambda: dict(row))()
+    pts = lambda v: f"{v * 100:+.{digits}f}"  # noqa: E731
+    if r["paragraphs"]:
+        over = f"{r['paragraphs']} paragraphs x {r['seeds']} seed{'s' if r['seeds'] > 1 else ''}"
+        spread = f"95% interval {pts(r['low'])} to {pts(r['high'])}, over {over}"
+    else:
+        seeds = f"{r['seeds']} seeds"
+        spread = f"per seed {pts(r['seed_min'])} to {pts(r['seed_max'])}, {seeds}; no paragraph data"
+    means = [f"{name(r[k])} {r[f'{k}_mean']:+.{digits}%}" for k in ("other", "base")]
+    return (
+        f"{means[0]} vs {means[1]}: "
+        f"{pts(r['difference'])} points ({spread}); lower in {r['languages_better']} of "
+        f"{r['languages']} languages: {r['verdict']}."
+    )
+
+
+def _interval(g: pd.DataFrame, base: str, other: str) -> uncertainty.Interval | None:
+    """The paired bootstrap of one comparison group, or None without paragraph NLLs. Seeds pair
+    by number (a label with one seed, such as magnitude pruning, pairs with all of them);
+    languages are those both labels have in every seed."""
+    columns = ("paragraph_nll", "dense_paragraph_nll")
+    if any(c not in g.columns or g[c].isna().any() for c in columns):
+        return None
+    seeds = {label: sorted(g.loc[g["label"] == label, "seed"].unique()) for label in (base, other)}
+    if len(seeds[base]) > 1 and len(seeds[other]) > 1:
+        seeds[base] = seeds[other] = sorted(set(seeds[base]) & set(seeds[other]))
+    cells: dict[tuple, tuple] = {}
+    keys = zip(g["label"], g["seed"], g["language"], strict=True)
+    for key, nll in zip(keys, g["paragraph_nll"], strict=True):
+        if key in cells:
+            raise ValueError(
+                f"two records for (label, seed, language) = {key}: filter the frame to one evaluation "
+                "(eval_split, eval_max_chars, ...) before comparing."
+            )
+        cells[key] = nll
+    have = [{k[2] for k in cells if k[:2] == (label, s)} for label in (base, other) for s in seeds[label]]
+    langs = sorted(set.intersection(*have))
+
+    def nll(label: str) -> np.ndarray:
+        return np.array([[cells[(label, s, lang)] for lang in langs] for s in seeds[label]])
+
+    dense = g.drop_duplicates("language").set_index("language").loc[langs, "dense_paragraph_nll"]
+    return uncertainty.paired_bootstrap(nll(base), nll(other), np.array(dense.tolist()))
 
 
 def method_label(row) -> str:

@@ -1,0 +1,129 @@
+"""The paired bootstrap over evaluation paragraphs and calibration seeds (study.uncertainty), and
+``results.compare``'s interval and verdict built on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mwanda.study import results, uncertainty
+
+S, L, P = 3, 4, 30
+
+
+def nlls(seed: int, scale=1.0, noise=0.05) -> np.ndarray:
+    """Paragraph NLLs [S, L, P]: paragraphs of unequal length, per-seed and per-paragraph noise."""
+    rng = np.random.default_rng(seed)
+    length = rng.uniform(50, 150, size=P)
+    return scale * length * (1 + noise * rng.standard_normal((S, L, P)))
+
+
+DENSE = np.random.default_rng(99).uniform(40, 120, size=(L, P))
+
+
+def test_effect_is_the_printed_statistic():
+    base, other = nlls(1, 1.2), nlls(2, 1.1)
+    iv = uncertainty.paired_bootstrap(base, other, DENSE, n_boot=200)
+    inc = lambda x: (
+        np.mean([[x[s, lang].sum() / DENSE[lang].sum() for lang in range(L)] for s in range(S)]) - 1
+    )  # noqa: E731
+    assert iv.effect == pytest.approx(inc(other) - inc(base), rel=1e-12)
+    assert iv.low <= iv.effect <= iv.high and (iv.paragraphs, iv.seeds) == (P, S)
+
+
+def test_verdicts():
+    base = nlls(1, 1.2)
+    assert uncertainty.paired_bootstrap(base, base * 0.9, DENSE).verdict == "holds"
+    assert uncertainty.paired_bootstrap(base, base * 1.1, DENSE).verdict == "reversed"
+    same = uncertainty.paired_bootstrap(base, base.copy(), DENSE)
+    assert (same.effect, same.low, same.high, same.verdict) == (0.0, 0.0, 0.0, "within noise")
+
+
+def test_same_data_same_interval_and_more_text_narrows_it():
+    base, other = nlls(1, 1.2), nlls(2, 1.2)
+    a, b = (uncertainty.paired_bootstrap(base, other, DENSE) for _ in range(2))
+    assert a == b
+    half = uncertainty.paired_bootstrap(base[:, :, : P // 2], other[:, :, : P // 2], DENSE[:, : P // 2])
+    assert a.high - a.low < half.high - half.low
+
+
+def test_interval_covers_a_null_effect_about_95_percent_of_the_time():
+    """Both methods drawn from the same distribution: the interval should contain 0 about as
+    often as its level says (a percentile bootstrap with P = 30 is a little narrow: >= 85%)."""
+    covered = sum(
+        uncertainty.paired_bootstrap(nlls(2 * k), nlls(2 * k + 1), DENSE, n_boot=400).verdict
+        == "within noise"
+        for k in range(60)
+    )
+    assert covered >= 51
+
+
+def test_one_seed_side_pairs_with_every_seed_and_bad_shapes_are_refused():
+    base, other = nlls(1, 1.2), nlls(2, 1.1)
+    one = uncertainty.paired_bootstrap(base[:1], other, DENSE, n_boot=100)
+    assert one.seeds == S
+    assert one.effect == pytest.approx(
+        uncertainty.increase(other, DENSE) - uncertainty.increase(base[:1], DENSE), rel=1e-12
+    )
+    for bad in (base[:2], base[:, :2], base[:, :, :5]):
+        with pytest.raises(ValueError, match="do not pair"):
+            uncertainty.paired_bootstrap(bad, other, DENSE)
+
+
+def _frame(labels: dict[str, np.ndarray]) -> pd.DataFrame:
+    """A with_dense-like frame from paragraph NLLs per label (relative increases derived)."""
+    rows = []
+    for label, x in labels.items():
+        for s in range(x.shape[0]):
+            for lang in range(L):
+                rows.append(
+                    {
+                        "label": label,
+                        "seed": s,
+                        "language": f"l{lang}",
+                        "metric": "bpb",
+                        "sparsity": 0.5,
+                        "rel_increase": x[s, lang].sum() / DENSE[lang].sum() - 1,
+                        "paragraph_nll": tuple(x[s, lang]),
+                        "dense_paragraph_nll": tuple(DENSE[lang]),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_compare_reports_the_interval_and_its_verdict():
+    base = nlls(1, 1.2)
+    row = results.compare(_frame({"a": base, "b": base * 0.97}), "a", "b").iloc[0]
+    iv = uncertainty.paired_bootstrap(base, base * 0.97, DENSE)
+    assert (row["low"], row["high"], row["paragraphs"], row["verdict"]) == (iv.low, iv.high, P, "holds")
+    assert row["difference"] == pytest.approx(iv.effect, rel=1e-9)
+    noisy = results.compare(_frame({"a": base, "b": nlls(5, 1.2)}), "a", "b").iloc[0]
+    assert noisy["low"] < 0 < noisy["high"] and noisy["verdict"] == "within noise"
+
+
+def test_compare_without_paragraphs_falls_back_to_seed_signs():
+    base = nlls(1, 1.2)
+    frame = _frame({"a": base, "b": base * 0.97}).assign(paragraph_nll=None)
+    row = results.compare(frame, "a", "b").iloc[0]
+    assert np.isnan(row["low"]) and row["paragraphs"] == 0 and row["verdict"] == "holds"
+
+
+def test_compare_refuses_two_evaluations_of_one_cell():
+    base = nlls(1, 1.2)
+    frame = _frame({"a": base, "b": base * 0.97})
+    with pytest.raises(ValueError, match="two records"):
+        results.compare(pd.concat([frame, frame[frame["label"] == "b"]]), "a", "b")
+
+
+def test_describe_says_the_interval_or_that_there_is_none():
+    base = nlls(1, 1.2)
+    row = results.compare(_frame({"a": base, "b": base * 0.97}), "a", "b").iloc[0]
+    text = results.describe(row, names={"a": "Wanda", "b": "M-Wanda"}.get)
+    assert text.startswith("M-Wanda ") and " vs Wanda " in text and text.endswith(": holds.")
+    assert (
+        f"95% interval {row['low'] * 100:+.2f} to {row['high'] * 100:+.2f}, over {P} paragraphs x {S} seeds"
+        in text
+    )
+    bare = results.compare(_frame({"a": base, "b": base * 0.97}).assign(paragraph_nll=None), "a", "b").iloc[0]
+    assert "no paragraph data" in results.describe(bare)
