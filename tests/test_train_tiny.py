@@ -182,7 +182,8 @@ def test_committed_model_reproduces_card(committed: tuple[torch.nn.Module, objec
         assert experiments._eval_texts(cfg, split) == data.parallel_text(
             cfg.eval_langs, split, tt.CARD_MAX_CHARS
         )
-    rows, _ = experiments.evaluate(model, tok, cfg, progress=False)
+    rows, _, paragraphs = experiments.evaluate(model, tok, cfg, progress=False)
+    assert set(paragraphs) == {"bpb", "udhr_bpb"} and set(paragraphs["bpb"]) == {"en", "ja", "hi"}
     assert len(rows) == 3 * 6
     for row in rows:
         split, _, metric = row["metric"].rpartition("_")

@@ -56,7 +56,9 @@ class Perplexity:
         return self.nll / math.log(2) / self.chars
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"ppl": self.ppl, "bpb": self.bits_per_byte, "bpc": self.bits_per_char}
+        """The totals and the three measures (the paragraph split stays out: the model card)."""
+        totals = {k: v for k, v in asdict(self).items() if not k.startswith("paragraph_")}
+        return totals | {"ppl": self.ppl, "bpb": self.bits_per_byte, "bpc": self.bits_per_char}
 
 
 # What separates the paragraphs of an evaluation text (``data.parallel_text``, ``data.load_hf_text``).
