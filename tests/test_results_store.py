@@ -67,6 +67,13 @@ def damage(rec: dict, how: str) -> str:
         "provenance null": lambda r: r | {"provenance": None},
         "seconds a string": lambda r: r | {"seconds": "1"},
         "no version": lambda r: {k: v for k, v in r.items() if k != "version"},
+        "paragraphs a list": lambda r: r | {"paragraphs": []},
+        "paragraphs of a metric a list": lambda r: r | {"paragraphs": {"bpb": [1.0]}},
+        "paragraph nll a string": lambda r: r | {"paragraphs": {"bpb": {"en": {"nll": "x", "bytes": [3]}}}},
+        "paragraph bytes missing": lambda r: r | {"paragraphs": {"bpb": {"en": {"nll": [1.0]}}}},
+        "paragraph lists of two lengths": lambda r: (
+            r | {"paragraphs": {"bpb": {"en": {"nll": [1.0, 2.0], "bytes": [3]}}}}
+        ),
     }
     if how == "truncated":
         return text[: len(text) // 2]
@@ -91,6 +98,14 @@ DAMAGES = [
     ("provenance null", "provenance is None, not an object"),
     ("seconds a string", "seconds is '1', not a number"),
     ("no version", "missing key(s) ['version']"),
+    ("paragraphs a list", "paragraphs is [], not an object"),
+    ("paragraphs of a metric a list", "paragraphs.bpb is [1.0], not an object"),
+    (
+        "paragraph nll a string",
+        "paragraphs.bpb.en is {'nll': 'x', 'bytes': [3]}, not an object of nll and bytes",
+    ),
+    ("paragraph bytes missing", "paragraphs.bpb.en is {'nll': [1.0]}, not an object of nll and bytes"),
+    ("paragraph lists of two lengths", "paragraphs.bpb.en has 2 nll values but 1 byte counts"),
 ]
 
 

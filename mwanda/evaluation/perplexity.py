@@ -110,17 +110,13 @@ def context_length(model) -> int:
     raise ValueError(f"cannot tell the context length of {type(model).__name__}; pass window=.")
 
 
-def token_nll(model, ids: list[int], prefix: int, window: int, stride: int, batch_size: int = 8) -> float:
-    """Summed NLL (nats) of ``ids`` under ``model`` with rolling windows (module doc)."""
-    return token_nlls(model, ids, prefix, window, stride, batch_size)[0]
-
-
 @torch.no_grad()
 def token_nlls(
     model, ids: list[int], prefix: int, window: int, stride: int, batch_size: int = 8
 ) -> tuple[float, Tensor]:
-    """(summed NLL, the NLL of every token [len(ids)], float64) of ``ids`` under ``model``. The sum
-    adds window by window, in window order, whatever the batch size."""
+    """(summed NLL in nats, the NLL of every token [len(ids)], float64) of ``ids`` under ``model``
+    with rolling windows (module doc). The sum adds window by window, in window order, whatever
+    the batch size."""
     seq = torch.tensor([prefix, *ids], dtype=torch.long)
     per_token = torch.zeros(len(ids), dtype=torch.float64)
     # Input [s, e) of the token list is seq[s : e] shifted by the prefix: seq[s .. e-1] -> tokens s..e-1

@@ -501,13 +501,15 @@ def _paragraphs_problem(paragraphs: object) -> str | None:
     if not isinstance(paragraphs, dict):
         return f"paragraphs is {_short(paragraphs)}, not an object"
     for metric, langs in paragraphs.items():
-        for lang, parts in langs.items() if isinstance(langs, dict) else [(None, langs)]:
-            where = f"paragraphs.{metric}" + ("" if lang is None else f".{lang}")
-            lists = [parts.get(k) for k in ("nll", "bytes")] if isinstance(parts, dict) else [None]
-            if not all(isinstance(v, list) and all(map(_is_number, v)) for v in lists):
+        if not isinstance(langs, dict):
+            return f"paragraphs.{metric} is {_short(langs)}, not an object"
+        for lang, parts in langs.items():
+            where = f"paragraphs.{metric}.{lang}"
+            nll, size = (parts.get(k) if isinstance(parts, dict) else None for k in ("nll", "bytes"))
+            if not all(isinstance(v, list) and all(map(_is_number, v)) for v in (nll, size)):
                 return f"{where} is {_short(parts)}, not an object of nll and bytes lists"
-            if len(lists[0]) != len(lists[1]):
-                return f"{where} has {len(lists[0])} nll values but {len(lists[1])} byte counts"
+            if len(nll) != len(size):
+                return f"{where} has {len(nll)} nll values but {len(size)} byte counts"
     return None
 
 

@@ -173,7 +173,7 @@ def describe(row, names=None, digits: int = 2) -> str:
     what it was resampled over, the languages where ``other`` is lower, and the verdict.
     ``names``: label -> display name (default: the labels)."""
     name = (lambda label: label) if names is None else names
-    r = row if isinstance(row, dict) else getattr(row, "_asdict", lambda: dict(row))()
+    r = row  # a Series from iterrows, or a dict: both index by column name
     pts = lambda v: f"{v * 100:+.{digits}f}"  # noqa: E731
     if r["paragraphs"]:
         over = f"{r['paragraphs']} paragraphs x {r['seeds']} seed{'s' if r['seeds'] > 1 else ''}"
