@@ -54,9 +54,9 @@ figures: $(EXECUTED)
 
 $(BUILD)/%.ipynb: $(ROOT)/notebooks/%.ipynb $(STAMP) FORCE
 	@mkdir -p $(BUILD) && rm -rf $(BUILD)/figures/$*
-	cd $(ROOT)/notebooks && TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar --log-output $< $@.part -p profile $(PROFILE_ARG) $(NB_ARGS) \
+	cd $(ROOT)/notebooks && TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar --log-output $< $(@:.ipynb=.part.ipynb) -p profile $(PROFILE_ARG) $(NB_ARGS) \
 		$(if $(wildcard $(ROOT)/notebooks/params/$(PROFILE).yaml),-f $(ROOT)/notebooks/params/$(PROFILE).yaml)
-	mv $@.part $@
+	mv $(@:.ipynb=.part.ipynb) $@
 	$(if $(SYNC_FIGURES),$(PY) -m mwanda.study.figcheck $(BUILD)/figures/$* $(ROOT)/figures/$* --update)
 
 # The walkthrough's ipywidgets sliders need a live frontend: headless, its static figures stand alone.

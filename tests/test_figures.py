@@ -64,6 +64,17 @@ def test_bars_per_language_facets_wide_charts_in_method_order(tmp_path):
     plt.close(fig)
 
 
+def test_heatmap_puts_rows_in_the_given_order_with_horizontal_labels():
+    frame = pd.DataFrame({"b0": [1.0, 2.0, 3.0], "b1": [4.0, 5.0, 6.0]}, index=["zh", "en", "xx"])
+    fig, ax = plt.subplots()
+    drawn = plotting.heatmap(frame, ax, order=["en", "de", "zh"], cbar=False)
+    assert list(drawn.index) == ["en", "zh", "xx"]  # unnamed rows follow; absent names are ignored
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["en", "zh", "xx"]
+    assert {t.get_rotation() for t in ax.get_yticklabels()} == {0.0}
+    assert drawn.loc["zh", "b1"] == 4.0  # rows move with their values
+    plt.close(fig)
+
+
 def test_savefig_writes_the_numbers_beside_the_figure_and_requires_them(tmp_path):
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0.5, 0.25])

@@ -233,6 +233,18 @@ def add_language_key(fig: plt.Figure, codes, roles: dict | None = None) -> None:
     fig.text(0.01, -0.02, _wrap(language_key(list(codes), roles)), fontsize="x-small", va="top", ha="left")
 
 
+def heatmap(frame: pd.DataFrame, ax, order=None, **kwargs) -> pd.DataFrame:
+    """``sns.heatmap`` of ``frame`` with horizontal row labels; ``order`` (e.g. the profile's
+    languages) sets the row order, rows it does not name follow in their own order. Returns
+    the frame as drawn (the numbers to save beside the figure)."""
+    if order is not None:
+        first = [row for row in order if row in frame.index]
+        frame = frame.loc[first + [row for row in frame.index if row not in set(first)]]
+    sns.heatmap(frame, ax=ax, **kwargs)
+    ax.tick_params(axis="y", rotation=0)
+    return frame
+
+
 def _wrap(text: str, width: int = 130) -> str:
     return "\n".join(textwrap.wrap(text, width))
 

@@ -179,7 +179,7 @@ def describe(row, names=None, digits: int = 2) -> str:
         over = f"{r['paragraphs']} paragraphs x {r['seeds']} seed{'s' if r['seeds'] > 1 else ''}"
         spread = f"95% interval {pts(r['low'])} to {pts(r['high'])}, over {over}"
     else:
-        seeds = f"{r['seeds']} seeds"
+        seeds = f"{r['seeds']} seed{'s' if r['seeds'] > 1 else ''}"
         spread = f"per seed {pts(r['seed_min'])} to {pts(r['seed_max'])}, {seeds}; no paragraph data"
     means = [f"{name(r[k])} {r[f'{k}_mean']:+.{digits}%}" for k in ("other", "base")]
     return (
