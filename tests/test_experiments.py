@@ -185,6 +185,15 @@ def test_compare_counts_languages_and_pairs_seeds(other, verdict, better, gaps):
     assert row["verdict"] == verdict
 
 
+def test_compare_pairs_a_one_seed_label_with_every_seed_of_the_other():
+    """Magnitude pruning reads no data: its one run is compared with each calibration seed."""
+    row = results.compare(_frame({"a": BASE, "b": [[0.1, 0.1, 0.1]]}), "a", "b").iloc[0]
+    assert row["seeds"] == 2
+    assert row["seed_min"] == pytest.approx(0.1 - 0.9 / 3)  # seed 1 of a: mean 0.3
+    assert row["seed_max"] == pytest.approx(0.1 - 0.2)
+    assert row["verdict"] == "holds"
+
+
 def test_sparsegpt_variants_are_valid_configs_with_their_labels():
     for label, keys in sweep.SPARSEGPT_VARIANTS.items():
         cfg = experiments.make_config("embedded", **keys)

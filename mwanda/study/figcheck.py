@@ -141,8 +141,9 @@ def update(new_dir: Path, old_dir: Path, checks: list[Check]) -> None:
     old_dir.mkdir(parents=True, exist_ok=True)
     for c in checks:
         if c.verdict in CHANGED:
-            for suffix in SUFFIXES:
-                _replace(new_dir / f"{c.name}{suffix}", old_dir / f"{c.name}{suffix}")
+            for suffix in SUFFIXES:  # a table (plotting.savetable) has only its CSV
+                if (new_dir / f"{c.name}{suffix}").exists():
+                    _replace(new_dir / f"{c.name}{suffix}", old_dir / f"{c.name}{suffix}")
 
 
 def main(argv: list[str] | None = None) -> int:

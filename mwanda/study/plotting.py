@@ -82,6 +82,16 @@ def savefig(fig: plt.Figure, name: str, notebook: str, figures_dir: str | Path, 
     data.to_csv(out / f"{name}.csv", index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n")
 
 
+def savetable(data: pd.DataFrame, name: str, notebook: str, figures_dir: str | Path) -> None:
+    """Save numbers that no figure draws (a notebook's comparisons) as <name>.csv beside its
+    figures, where ``figcheck`` compares and syncs them like a figure's numbers."""
+    if not isinstance(data, pd.DataFrame) or data.empty:
+        raise ValueError(f"table {name!r}: pass a non-empty DataFrame")
+    out = Path(figures_dir) / Path(notebook).stem
+    out.mkdir(parents=True, exist_ok=True)
+    data.to_csv(out / f"{name}.csv", index=False, float_format=CSV_FLOAT_FORMAT, lineterminator="\n")
+
+
 def split_label(label: str) -> tuple[str, str]:
     """'mwanda+cwl' -> ('mwanda', 'cwl'); 'mwanda+sparsegpt' -> ('mwanda+sparsegpt', '')."""
     base, _, last = label.rpartition("+")

@@ -139,7 +139,11 @@ def compare(
     for group, g in d.groupby(list(by)):
         group = group if isinstance(group, tuple) else (group,)
         per_lang = g.groupby(["label", "language"])["rel_increase"].mean().unstack("label")
-        per_seed = g.groupby(["label", "seed"])["rel_increase"].mean().unstack("label").dropna()
+        per_seed = g.groupby(["label", "seed"])["rel_increase"].mean().unstack("label")
+        for label in (base, other):  # one seed (magnitude reads no data) pairs with every seed
+            if per_seed[label].count() == 1:
+                per_seed[label] = per_seed[label].dropna().iloc[0]
+        per_seed = per_seed.dropna()
         gap = per_seed[other] - per_seed[base]
         interval = _interval(g, base, other)
         if interval is not None:
