@@ -278,6 +278,28 @@ def check_tags(tags: Iterable[str], root: Path | None = None) -> list[str]:
     return tags
 
 
+def check_unseen(tags: Iterable[str], root: Path | None = None) -> list[str]:
+    """``tags`` as a list if each is a declaration of a language the embedded model never saw.
+
+    A declaration of an embedded language (``embedded``) or of the same language in another
+    orthography (``same_language_as``) is refused: the first is the UDHR evaluation text, and
+    either would calibrate on a language the corpus already covers under its own code.
+    """
+    table = udhr_table(root)
+    tags = check_tags(tags, root)
+    known = {t: row.embedded or row.same_language_as for t, row in table.items()}
+    seen = [f"{t!r} ({known[t]!r})" for t in tags if known[t]]
+    if seen:
+        raise DataError(
+            f"UDHR declarations {', '.join(seen)} are of languages the embedded corpus has; calibrate on "
+            "the corpus code in parentheses instead (its UDHR text is evaluation text)"
+        )
+    empty = [t for t in tags if table[t].bytes == 0]
+    if empty:
+        raise DataError(f"UDHR declarations {empty} have no text; drop them")
+    return tags
+
+
 def udhr_text(tag: str, root: Path | None = None) -> str:
     """The text of one declaration: title, preamble and articles joined by blank lines."""
     check_tags([tag], root)

@@ -12,6 +12,7 @@ import pytest
 from conftest import tiny_model
 from transformers import AutoTokenizer
 
+from mwanda import data
 from mwanda.cli import main
 from mwanda.core import models
 from mwanda.core.config import ConfigError, PruneConfig
@@ -75,7 +76,12 @@ def test_keys_are_stable_and_normalized(model_dir):
         ({"methd": "wanda"}, "unknown config key(s) ['methd']"),
         ({"method": "wanda2"}, "choose one of dense"),
         ({"eval_langs": ["de", "xx"]}, "unknown language(s) ['xx']"),
-        ({"calib_langs": ["klingon"]}, "unknown language(s) ['klingon']"),
+        ({"calib_langs": ["klingon"]}, "unknown UDHR tags ['klingon']"),
+        (
+            {"calib_langs": ["de", "eng"]},
+            "UDHR declarations 'eng' ('en') are of languages the embedded corpus has",
+        ),
+        ({"calib_langs": ["de", "deu_1901"]}, "'deu_1901' ('de')"),  # the same language, another orthography
         ({"eval_split": "train"}, "use 'dev' (tuning) or 'test'"),
         ({"sparsity": 1.5}, "0 <= sparsity < 1"),
     ],
@@ -84,6 +90,16 @@ def test_bad_configs_fail_before_work(model_dir, overrides, message):
     with pytest.raises(ConfigError) as err:
         smoke(model_dir, **overrides)
     assert message in str(err.value)
+
+
+def test_languages_the_model_never_saw_calibrate_on_their_udhr_text(model_dir):
+    """Issue 12: calib_langs may add UDHR declarations of unseen languages to the corpus's."""
+    from mwanda import udhr
+
+    cfg = smoke(model_dir, method="wanda", calib_langs=["de", "afr", "ace"])
+    texts = dict(experiments._calib_texts(experiments._calib_source(cfg), cfg.calib_langs, 6, 64))
+    assert texts["afr"] == udhr.udhr_text("afr") and texts["ace"] == udhr.udhr_text("ace")
+    assert texts["de"] == data.load_text("de", "calib")
 
 
 def test_unknown_profile():

@@ -330,12 +330,12 @@ def validate(cfg: ExperimentConfig) -> None:
         raise ConfigError("eval_langs is empty; name at least one evaluation language.")
     if cfg.corpus == "embedded":
         known = set(data.languages())
-        for k in ("calib_langs", "eval_langs"):
-            bad = sorted(set(getattr(cfg, k)) - known)
-            if bad:
-                raise ConfigError(
-                    f"{k} has unknown language(s) {bad}; the embedded corpus has {sorted(known)}."
-                )
+        bad = sorted(set(cfg.eval_langs) - known)
+        if bad:
+            raise ConfigError(
+                f"eval_langs has unknown language(s) {bad}; the embedded corpus has {sorted(known)}."
+            )
+        _check_udhr_calibration([lang for lang in cfg.calib_langs if lang not in known], known)
         if cfg.eval_split not in ("dev", "test"):
             raise ConfigError(f"eval_split={cfg.eval_split!r}: use 'dev' (tuning) or 'test' (reporting).")
     elif cfg.corpus == "hub":
@@ -354,6 +354,22 @@ def validate(cfg: ExperimentConfig) -> None:
     if cfg.task_data is not None and task_data_dir(cfg) is None:
         raise ConfigError(f"task_data={cfg.task_data!r} is not a folder; name the tasks' datasets' folder.")
     resolve_model(cfg.model)  # a missing local directory fails now, never as a Hub lookup later
+
+
+def _check_udhr_calibration(tags: list[str], known: set[str]) -> None:
+    """Calibration languages outside the embedded corpus must be UDHR declarations of languages
+    the model never saw (issue 12): their text is the declaration itself."""
+    if not tags:
+        return
+    from mwanda import udhr
+
+    try:
+        udhr.check_unseen(tags)
+    except data.DataError as err:
+        raise ConfigError(
+            f"calib_langs: {err}. Calibration languages are the embedded corpus's {sorted(known)} or tags of "
+            "mwanda.udhr.udhr_table() for languages the model never saw."
+        ) from None
 
 
 def task_data_dir(cfg: ExperimentConfig) -> Path | None:
@@ -715,8 +731,13 @@ def _calib_texts(source: tuple, langs, nsamples, seqlen) -> tuple[tuple[str, str
     """Calibration text per language. Hub text: enough for nsamples windows per language,
     streamed, in the dataset's own schema (CulturaX: ISO 639-1 configs, 'train', 'text')."""
     corpus, dataset, revision = source
-    if corpus == "embedded":
-        return tuple((lang, data.load_text(lang, "calib")) for lang in langs)
+    if corpus == "embedded":  # a language outside the corpus is a UDHR declaration (validate checks it)
+        from mwanda import udhr
+
+        known = set(data.languages())
+        return tuple(
+            (lang, data.load_text(lang, "calib") if lang in known else udhr.udhr_text(lang)) for lang in langs
+        )
     chars = seqlen * 16 * max(1, nsamples // len(langs))
     return tuple((lang, data.load_hub_text(dataset, lang, "calib", chars, revision)) for lang in langs)
 
