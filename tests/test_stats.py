@@ -213,3 +213,23 @@ def test_chunk_size_does_not_change_masks(monkeypatch):
             )
             hashes.add((method, report.mask_sha256))
     assert len(hashes) == 2
+
+
+@pytest.mark.parametrize("n_langs", [2, 4])
+def test_block_statistics_bytes_are_counted_once_and_grow_linearly_in_languages(n_langs):
+    """Issue 12's cost law on a tiny Llama (d = 32, FFN 64): Wanda's and M-Wanda's statistics are,
+    per linear, counts [L] and sumsq [L, d_in] in float64; with beta > 0 also the activity counts
+    [L, 64] of the down-projection; SparseGPT adds one d_in x d_in Hessian per distinct input (q/k/v
+    and gate/up share one)."""
+    calib = tiny_calib(n_per_lang=2, langs=("en", "de", "fr", "ja")[:n_langs])
+    d, f, L = 32, 64, n_langs
+    plain = sum(8 * L * (1 + d_in) for d_in in (d, d, d, d, d, d, f))  # q, k, v, o, gate, up, down
+    hessians = 8 * (d * d + d * d + d * d + f * f)  # q/k/v, o, gate/up, down
+
+    def held(**kw) -> float:
+        report = prune_model(tiny_model(layers=2), calib, PruneConfig(sparsity=0.5, **kw), progress=False)
+        return report.peak_memory["block_statistics_mib"] * 2**20
+
+    assert held(method="wanda") == held(method="mwanda") == plain
+    assert held(method="mwanda", beta=1.0) == plain + 8 * L * f
+    assert held(method="sparsegpt") == plain + hessians

@@ -49,6 +49,7 @@ from mwanda.core.calibration import CalibrationSet
 from mwanda.core.config import ConfigError, PruneConfig
 from mwanda.core.report import PruningReport, environment_info
 from mwanda.core.stats import BlockStatsCollector, LanguageStats
+from mwanda.core.stats import nbytes as stats_nbytes
 from mwanda.errors import MwandaWarning
 
 Tensor = torch.Tensor
@@ -315,7 +316,7 @@ def prune_model(
         block_scores=None if D is None else D.tolist(),
         mask_sha256=pruned.hasher.hexdigest(),
         timings=clock.timings,
-        peak_memory=peak_memory(),
+        peak_memory=peak_memory() | {"block_statistics_mib": pruned.stats_bytes / 2**20},
         environment=environment_info(),
         coverage=plan.coverage,
         warnings=coverage_warnings(plan.coverage) + pruned.warnings,
@@ -357,6 +358,7 @@ class _Pruned:
     hasher: MaskHasher = field(default_factory=lambda: MaskHasher())
     rows: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. a Hessian that needed more dampening
+    stats_bytes: int = 0  # the most that one block's statistics held (stats.nbytes)
 
 
 def _prune_blocks(plan, cfg, x: BlockInputs | None, block_sparsity, dense_stats, progress) -> _Pruned:
@@ -366,6 +368,7 @@ def _prune_blocks(plan, cfg, x: BlockInputs | None, block_sparsity, dense_stats,
     outs = torch.empty_like(x.hidden) if x is not None and cfg.sequential else None
     for b in tqdm(range(len(plan.blocks)), desc="prune", unit="block", disable=not progress):
         stats = _block_stats(plan, cfg, b, x, dense_stats)
+        pruned.stats_bytes = max(pruned.stats_bytes, stats_nbytes(stats))
         release_memory()  # the statistics pass's activations are gone: hand their pages back
         _prune_block(plan, cfg, b, stats, block_sparsity[b], per_row, pruned)
         del stats  # the block's Hessians, if any, go now

@@ -140,6 +140,19 @@ class Hessian:
             self.matrix = self.factor = None
 
 
+def nbytes(stats: dict[str, LanguageStats]) -> int:
+    """Bytes the statistics of one block hold: each tensor once, however many linears share it
+    (a shared Hessian), so the growth with the number of languages can be measured (issue 12)."""
+    seen: dict[int, int] = {}
+    for st in stats.values():
+        parts = [st.counts, st.sumsq, st.sums, st.active]
+        parts.append(None if st.hessian is None else st.hessian.matrix)
+        for t in parts:
+            if t is not None:
+                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(seen.values())
+
+
 def add_hessian(H: Tensor, x: Tensor, lang_idx: Tensor, lang_weights: Tensor) -> None:
     """H += sum_i w_{l(i)} X_i^T X_i over the sequences X_i [T, d] of batch ``x`` (sequence i in
     language lang_idx[i]; ``lang_weights`` [L]).
