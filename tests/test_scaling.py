@@ -1,0 +1,52 @@
+"""Issue 12's cost law: the statistics' bytes per block, checked against a real prune."""
+
+import math
+
+import pytest
+from conftest import tiny_calib, tiny_model
+
+from mwanda.core.config import PruneConfig
+from mwanda.core.prune import prune_model
+from mwanda.study import scaling
+
+TINY = scaling.LlamaShape(hidden=32, intermediate=64, kv_dim=16, dtype_bytes=4)  # conftest's tiny Llama
+
+
+@pytest.mark.parametrize(
+    ("keys", "law"),
+    [
+        ({"method": "wanda"}, {}),
+        ({"method": "mwanda"}, {}),  # beta = 0: no activity counts
+        ({"method": "mwanda", "beta": 1.0}, {"activity": True}),
+        ({"method": "mwanda", "variation": "anova"}, {"sums": True}),
+        ({"method": "sparsegpt"}, {"hessian": True}),
+    ],
+)
+def test_the_law_is_what_a_prune_holds(keys, law):
+    for langs in (("en", "de"), ("en", "de", "fr", "ja")):
+        model = tiny_model(layers=2)
+        assert sum(p.numel() for p in model.model.layers[0].parameters() if p.ndim == 2) == TINY.block_params
+        cfg = PruneConfig(sparsity=0.5, **keys)
+        report = prune_model(model, tiny_calib(n_per_lang=2, langs=langs), cfg, progress=False)
+        held = report.peak_memory["block_statistics_mib"] * 2**20
+        assert held == scaling.llama_block_bytes(TINY, len(langs), **law)
+
+
+def test_llama_8b_shape_and_growth():
+    shape = scaling.LLAMA_31_8B
+    assert shape.block_params * scaling.LLAMA_31_8B_BLOCKS == 6_979_321_856  # 8.03B minus embeddings
+    one, two = (scaling.llama_block_bytes(shape, n) for n in (1000, 2000))
+    assert two == 2 * one  # linear in L at a fixed token budget
+    assert scaling.llama_block_bytes(shape, 15) == 8 * 15 * (7 + 6 * 4096 + 14336)
+    assert scaling.cwl_block_bytes(shape, 2000) == 8 * (2000 * 8193 + 2000**2)
+
+
+def test_fit_power_recovers_the_exponent_and_refuses_one_size():
+    a, k = scaling.fit_power([10, 100, 1000], [3 * n**2 for n in (10, 100, 1000)])
+    assert math.isclose(k, 2.0) and math.isclose(a, 3.0)
+    with pytest.raises(ValueError, match="two different sizes"):
+        scaling.fit_power([5, 5], [1, 2])
+
+
+def test_time_cwl_runs_the_allocation_code():
+    assert scaling.time_cwl(8, 64, repeats=1) > 0
