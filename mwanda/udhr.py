@@ -300,6 +300,14 @@ def check_unseen(tags: Iterable[str], root: Path | None = None) -> list[str]:
     return tags
 
 
+def calibration_texts(langs: Sequence[str]) -> dict[str, str]:
+    """Calibration text per language: the embedded corpus's calib split, or, for a language
+    outside it, the UDHR declaration of that tag (``check_unseen`` refuses the others)."""
+    known = set(data.languages())
+    check_unseen([lang for lang in langs if lang not in known])
+    return {lang: data.load_text(lang, "calib") if lang in known else udhr_text(lang) for lang in langs}
+
+
 def udhr_text(tag: str, root: Path | None = None) -> str:
     """The text of one declaration: title, preamble and articles joined by blank lines."""
     check_tags([tag], root)

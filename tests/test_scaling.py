@@ -4,9 +4,12 @@ import math
 
 import pytest
 from conftest import tiny_calib, tiny_model
+from transformers import AutoTokenizer
 
+from mwanda import data, udhr
 from mwanda.core.config import PruneConfig
 from mwanda.core.prune import prune_model
+from mwanda.data import EMBEDDED_DIR, DataError
 from mwanda.study import scaling
 
 TINY = scaling.LlamaShape(hidden=32, intermediate=64, kv_dim=16, dtype_bytes=4)  # conftest's tiny Llama
@@ -50,3 +53,35 @@ def test_fit_power_recovers_the_exponent_and_refuses_one_size():
 
 def test_time_cwl_runs_the_allocation_code():
     assert scaling.time_cwl(8, 64, repeats=1) > 0
+
+
+def test_language_ladder_adds_unseen_udhr_languages_after_the_corpus():
+    ladder = scaling.language_ladder(40, min_bytes=64)
+    assert ladder[:30] == data.languages("calib") + data.languages("heldout")
+    table = udhr.udhr_table()
+    assert all(table[t].embedded is None and table[t].same_language_as is None for t in ladder[30:])
+    assert ladder == scaling.language_ladder(40, min_bytes=64)  # seeded
+    with pytest.warns(udhr.UdhrWarning, match="skipped .* UDHR declarations with fewer than"):
+        short = scaling.language_ladder(31, min_bytes=12_000)
+    assert table[short[30]].bytes >= 12_000
+    with pytest.raises(ValueError, match="ask for at most"):
+        scaling.language_ladder(10_000, min_bytes=64)
+
+
+def test_prune_cost_calibrates_on_unseen_languages_and_caches(tmp_path):
+    tok = AutoTokenizer.from_pretrained(EMBEDDED_DIR / "models" / "tiny-ml-llama")
+    model = tiny_model(layers=2, vocab_size=len(tok))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        cfg = PruneConfig(method="mwanda", sparsity=0.5)
+        return [scaling.prune_cost(model, tok, ["en", "afr", "ace"], cfg, tokens=6 * 32, seqlen=32)]
+
+    rows = scaling.cached(tmp_path, {"n": 3}, compute)
+    assert rows[0]["languages"] == 3 and rows[0]["prune_s"] > 0
+    assert rows[0]["statistics_mib"] * 2**20 == scaling.llama_block_bytes(TINY, 3)
+    assert scaling.cached(tmp_path, {"n": 3}, compute) == rows and len(calls) == 1
+    assert [p.suffix for p in tmp_path.iterdir()] == [".json"]
+    with pytest.raises(DataError, match="'eng' \\('en'\\)"):
+        scaling.prune_cost(model, tok, ["de", "eng"], PruneConfig(method="wanda"), tokens=64, seqlen=32)

@@ -734,10 +734,7 @@ def _calib_texts(source: tuple, langs, nsamples, seqlen) -> tuple[tuple[str, str
     if corpus == "embedded":  # a language outside the corpus is a UDHR declaration (validate checks it)
         from mwanda import udhr
 
-        known = set(data.languages())
-        return tuple(
-            (lang, data.load_text(lang, "calib") if lang in known else udhr.udhr_text(lang)) for lang in langs
-        )
+        return tuple(udhr.calibration_texts(langs).items())
     chars = seqlen * 16 * max(1, nsamples // len(langs))
     return tuple((lang, data.load_hub_text(dataset, lang, "calib", chars, revision)) for lang in langs)
 

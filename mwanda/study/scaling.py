@@ -16,12 +16,22 @@ checks it against what a prune of a tiny Llama reports (``block_statistics_mib``
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from mwanda import data, udhr
 from mwanda.core import allocation
+from mwanda.core.calibration import build_balanced
+from mwanda.core.config import PruneConfig
+from mwanda.core.prune import prune_model
+from mwanda.io import atomic_write_text
 
 FLOAT64 = 8
 
@@ -95,3 +105,51 @@ def fit_power(n: list[float], y: list[float]) -> tuple[float, float]:
         raise ValueError("fit_power needs at least two different sizes")
     k = float(((x - x.mean()) * (t - t.mean())).sum() / ((x - x.mean()) ** 2).sum())
     return float((t.mean() - k * x.mean()).exp()), k
+
+
+def language_ladder(n: int, min_bytes: int, seed: int = 0) -> list[str]:
+    """The first ``n`` calibration languages of the cost sweep: the corpus's calibration
+    languages, then its held-out ones, then UDHR declarations of languages the model never saw
+    (``udhr.check_unseen``) in an order shuffled with ``seed``. Declarations with fewer than
+    ``min_bytes`` UTF-8 bytes (the byte-level model's tokens) are skipped with a ``UdhrWarning``
+    that names each one, never padded."""
+    corpus = data.languages("calib") + data.languages("heldout")
+    unseen = [
+        tag
+        for tag, row in udhr.udhr_languages(min_bytes=min_bytes).items()
+        if row.embedded is None and row.same_language_as is None
+    ]
+    order = torch.randperm(len(unseen), generator=torch.Generator().manual_seed(seed)).tolist()
+    ladder = corpus + [unseen[i] for i in order]
+    if n > len(ladder):
+        raise ValueError(
+            f"only {len(ladder)} languages have {min_bytes} bytes of text; ask for at most that many"
+        )
+    return ladder[:n]
+
+
+def prune_cost(
+    model, tokenizer, langs: Sequence[str], cfg: PruneConfig, tokens: int, seqlen: int, seed: int = 0
+) -> dict:
+    """Prune a copy of ``model`` calibrated on ``langs`` with ``tokens`` tokens in all (windows
+    of ``seqlen``, balanced): the pruning's wall seconds and the most one block's statistics held."""
+    calib = build_balanced(udhr.calibration_texts(langs), tokenizer, tokens // seqlen, seqlen, seed)
+    report = prune_model(copy.deepcopy(model), calib, cfg, batch_size=16, progress=False)
+    return {
+        "languages": len(langs),
+        "prune_s": report.timings["total_s"],
+        "statistics_mib": report.peak_memory["block_statistics_mib"],
+    }
+
+
+def cached(path_dir: Path | str, params: dict, compute) -> list[dict]:
+    """``compute()``'s rows, stored once as <path_dir>/<hash of params>.json (a temporary file,
+    then a rename) and read back on later runs: measured times are not remeasured."""
+    key = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = Path(path_dir) / f"{key}.json"
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))["rows"]
+    rows = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"params": params, "rows": rows}, indent=1, default=str) + "\n")
+    return rows
