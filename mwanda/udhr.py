@@ -250,7 +250,8 @@ def udhr_languages(
         for tag, row in table.items()
         if row.chars < min_chars or row.bytes < min_bytes
     }
-    _warn_skipped(short, f"fewer than {min_chars} characters or {min_bytes} UTF-8 bytes")
+    need = [f"{n} {unit}" for n, unit in ((min_chars, "characters"), (min_bytes, "UTF-8 bytes")) if n]
+    _warn_skipped(short, "fewer than " + " or ".join(need))
     return {tag: row for tag, row in table.items() if tag not in short}
 
 

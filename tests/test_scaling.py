@@ -38,6 +38,7 @@ def test_the_law_is_what_a_prune_holds(keys, law):
 def test_llama_8b_shape_and_growth():
     shape = scaling.LLAMA_31_8B
     assert shape.block_params * scaling.LLAMA_31_8B_BLOCKS == 6_979_321_856  # 8.03B minus embeddings
+    assert scaling.llama_params(shape, scaling.LLAMA_31_8B_BLOCKS, scaling.LLAMA_31_8B_VOCAB) == 8_030_261_248
     one, two = (scaling.llama_block_bytes(shape, n) for n in (1000, 2000))
     assert two == 2 * one  # linear in L at a fixed token budget
     assert scaling.llama_block_bytes(shape, 15) == 8 * 15 * (7 + 6 * 4096 + 14336)

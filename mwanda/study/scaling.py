@@ -59,6 +59,12 @@ class LlamaShape:
 # 8 key-value heads of 128 dimensions, 32 blocks.
 LLAMA_31_8B = LlamaShape(hidden=4096, intermediate=14336, kv_dim=1024)
 LLAMA_31_8B_BLOCKS = 32
+LLAMA_31_8B_VOCAB = 128256
+
+
+def llama_params(shape: LlamaShape, blocks: int, vocab: int) -> int:
+    """All parameters: the blocks, untied input and output embeddings, 2 norms per block + the final one."""
+    return blocks * shape.block_params + 2 * vocab * shape.hidden + (2 * blocks + 1) * shape.hidden
 
 
 def llama_block_bytes(
