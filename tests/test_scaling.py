@@ -86,3 +86,17 @@ def test_prune_cost_calibrates_on_unseen_languages_and_caches(tmp_path):
     assert [p.suffix for p in tmp_path.iterdir()] == [".json"]
     with pytest.raises(DataError, match="'eng' \\('en'\\)"):
         scaling.prune_cost(model, tok, ["de", "eng"], PruneConfig(method="wanda"), tokens=64, seqlen=32)
+
+
+def test_cost_sweep_measures_every_variant_at_every_size():
+    tok = AutoTokenizer.from_pretrained(EMBEDDED_DIR / "models" / "tiny-ml-llama")
+    model = tiny_model(layers=2, vocab_size=len(tok))
+    variants = {"mwanda": {"method": "mwanda"}, "mwanda+cwl": {"method": "mwanda", "allocation": "cwl"}}
+    rows = scaling.cost_sweep(model, tok, ["en", "de", "afr"], [2, 3], variants, tokens=6 * 32, seqlen=32)
+    assert [(r["label"], r["languages"]) for r in rows] == [
+        ("mwanda", 2),
+        ("mwanda+cwl", 2),
+        ("mwanda", 3),
+        ("mwanda+cwl", 3),
+    ]
+    assert all(r["statistics_mib"] * 2**20 == scaling.llama_block_bytes(TINY, r["languages"]) for r in rows)

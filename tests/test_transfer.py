@@ -69,3 +69,36 @@ def test_fit_line_recovers_a_slope_with_a_cluster_bootstrap_interval():
         transfer.fit_line([1, 1, 1], [1, 2, 3], [0, 1, 2])
     with pytest.raises(DataError, match="two clusters"):
         transfer.fit_line([1, 2, 3], [1, 2, 3], [0, 0, 0])
+
+
+def test_corpus_distances_and_the_distance_of_each_residual_to_its_subset():
+    m = transfer.corpus_distances(["en", "de", "ja", "eu"])
+    assert set(m) == {"genetic", "syntactic", "geographic (1,000 km)", "no member shares its script"}
+    assert m["genetic"].loc["eu", "en"] == 1.0  # an isolate shares no family
+    assert m["genetic"].loc["de", "en"] < m["genetic"].loc["ja", "en"] <= 1.0
+    assert (
+        m["no member shares its script"].loc["de", "en"] == 0.0
+        and m["no member shares its script"].loc["ja", "en"] == 1.0
+    )
+    assert 0.3 < m["geographic (1,000 km)"].loc["de", "en"] < 1.5  # Berlin-ish to London-ish
+    res = pd.DataFrame({"subset": ["en,ja", "en,ja"], "language": ["de", "eu"], "residual": [0.01, -0.02]})
+    out = transfer.with_distances(res, m)
+    assert out.loc[0, "genetic"] == m["genetic"].loc["de", "en"]  # nearest member: English, not Japanese
+    assert out.loc[0, "no member shares its script"] == 0.0 and out.loc[1, "genetic"] == 1.0
+    assert list(res.columns) == ["subset", "language", "residual"]  # the input is left alone
+
+
+def test_fit_table_has_one_line_per_method_sparsity_and_kind():
+    rng = np.random.default_rng(0)
+    res = pd.DataFrame(
+        {
+            "method": np.repeat(["wanda", "mwanda"], 30),
+            "sparsity": 0.5,
+            "subset": np.tile(np.repeat(["a,b", "c,d", "e,f"], 10), 2),
+            "kind": rng.random(60),
+        }
+    )
+    res["residual"] = 0.01 * res["kind"] + 0.001 * rng.standard_normal(60)
+    table = transfer.fit_table(res, ["kind"])
+    assert list(table["method"]) == ["mwanda", "wanda"] and (table["subsets"] == 3).all()
+    assert (table["slope_points"] - 1.0).abs().max() < 0.2 and (table["low"] < table["high"]).all()

@@ -159,3 +159,24 @@ def cached(path_dir: Path | str, params: dict, compute) -> list[dict]:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({"params": params, "rows": rows}, indent=1, default=str) + "\n")
     return rows
+
+
+def cost_sweep(
+    model,
+    tokenizer,
+    ladder: Sequence[str],
+    lang_counts: Sequence[int],
+    variants: dict,
+    tokens: int,
+    seqlen: int,
+) -> list[dict]:
+    """``prune_cost`` of every variant (label -> PruneConfig fields, at 50%) on the first L
+    languages of ``ladder`` for each L; one unrecorded prune first, since the first in a process
+    pays one-off costs (allocator, kernels)."""
+    prune_cost(model, tokenizer, ladder[:2], PruneConfig(sparsity=0.5), tokens, seqlen)
+    return [
+        {"label": label}
+        | prune_cost(model, tokenizer, ladder[:n], PruneConfig(sparsity=0.5, **keys), tokens, seqlen)
+        for n in lang_counts
+        for label, keys in variants.items()
+    ]

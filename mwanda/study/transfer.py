@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mwanda import data, udhr
 from mwanda.data import DataError
+from mwanda.study import distances
 
 
 def draw_subsets(
@@ -138,3 +140,46 @@ def fit_line(
     low, high = np.percentile(lines_arr[:, 1], [2.5, 97.5])
     r = float(np.corrcoef(xa, ya)[0, 1])
     return Fit(slope, intercept, float(low), float(high), r, len(xa), len(names), lines_arr)
+
+
+def corpus_distances(langs: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """Pairwise distances between corpus languages, by kind: URIEL genetic (a language URIEL
+    knows no family for, an isolate, is at distance 1 from all) and syntactic cosines,
+    great-circle distance in 1,000 km between their UDHR declarations' coordinates, and 1 where
+    two languages are written in different scripts."""
+    table = data.language_table()
+    iso = {c: distances.iso639_3(table[c].udhr) for c in langs}
+    decl = {row.embedded: row for row in udhr.udhr_table().values() if row.embedded in set(langs)}
+    coords = {c: (decl[c].latitude, decl[c].longitude) for c in langs}
+    return {
+        "genetic": distances.language_distances(iso, "genetic", missing="nan").fillna(1.0),
+        "syntactic": distances.language_distances(iso, "syntactic", missing="nan"),
+        "geographic (1,000 km)": distances.great_circle_km(coords) / 1000,
+        "no member shares its script": (~distances.same_script({c: table[c].script for c in langs})).astype(
+            float
+        ),
+    }
+
+
+def with_distances(res: pd.DataFrame, matrices: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """``res`` with one column per distance kind: each row's language to its subset's nearest member."""
+    out = res.copy()
+    for name, m in matrices.items():
+        out[name] = [
+            float(distances.to_subset(m, s.split(","), "min")[lang])
+            for s, lang in zip(out["subset"], out["language"], strict=True)
+        ]
+    return out
+
+
+def fit_table(res: pd.DataFrame, kinds: Sequence[str]) -> pd.DataFrame:
+    """One ``fit_line`` of the residual (in points) on each distance kind, per method and sparsity."""
+    rows = []
+    for (method, sparsity), g in res.groupby(["method", "sparsity"]):
+        for kind in kinds:
+            fit = fit_line(g[kind], g["residual"] * 100, g["subset"])
+            rows.append(
+                {"method": method, "sparsity": sparsity, "distance": kind, "slope_points": fit.slope}
+                | {"low": fit.low, "high": fit.high, "r": fit.r, "n": fit.n, "subsets": fit.clusters}
+            )
+    return pd.DataFrame(rows)
