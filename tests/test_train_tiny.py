@@ -171,7 +171,9 @@ def test_committed_model_loads_offline(
 
 def test_committed_model_reproduces_card(committed: tuple[torch.nn.Module, object]) -> None:
     """The card's numbers are the runner's (notebook 00's): the same function on the same text
-    (three languages, to stay quick), equal to the last bit."""
+    (three languages, to stay quick). Equal to the last bit on the machine that wrote the card; on
+    another CPU (AMD EPYC vs the card's) torch's kernels round differently at ~1e-8 relative, so the
+    tolerance is figcheck's 1e-6: far below any difference a figure or claim reports."""
     from mwanda.study import experiments
 
     model, tok = committed
@@ -188,7 +190,7 @@ def test_committed_model_reproduces_card(committed: tuple[torch.nn.Module, objec
     for row in rows:
         split, _, metric = row["metric"].rpartition("_")
         card = report["results"][row["language"]][split or "test"][metric]
-        assert card == pytest.approx(row["value"], rel=1e-9, abs=0), row
+        assert card == pytest.approx(row["value"], rel=1e-6, abs=0), row
     assert "| hi |" in (MODEL_DIR / "model_card.md").read_text(encoding="utf-8")
 
 
