@@ -95,6 +95,7 @@ def test_fit_table_has_one_line_per_method_sparsity_and_kind():
             "method": np.repeat(["wanda", "mwanda"], 30),
             "sparsity": 0.5,
             "subset": np.tile(np.repeat(["a,b", "c,d", "e,f"], 10), 2),
+            "language": np.tile(list("ghijk"), 12),
             "kind": rng.random(60),
         }
     )
@@ -102,3 +103,14 @@ def test_fit_table_has_one_line_per_method_sparsity_and_kind():
     table = transfer.fit_table(res, ["kind"])
     assert list(table["method"]) == ["mwanda", "wanda"] and (table["subsets"] == 3).all()
     assert (table["slope_points"] - 1.0).abs().max() < 0.2 and (table["low"] < table["high"]).all()
+
+
+def test_a_distance_fixed_within_every_language_is_refused_not_fitted_as_zero():
+    # "shares a script" on the embedded corpus: fixed per language, so the centred residual is
+    # orthogonal to it and OLS would report a slope of exactly 0
+    res = transfer.residuals(_runs())
+    res["script"] = (res["language"] == "c").astype(float)
+    res["varies"] = np.arange(len(res), dtype=float)
+    assert transfer.unidentifiable(res, ["script", "varies"]) == ["script"]
+    with pytest.raises(DataError, match=r"\['script'\] never vary within an evaluated language"):
+        transfer.fit_table(res, ["varies", "script"])

@@ -172,8 +172,29 @@ def with_distances(res: pd.DataFrame, matrices: Mapping[str, pd.DataFrame]) -> p
     return out
 
 
+def unidentifiable(res: pd.DataFrame, kinds: Sequence[str]) -> list[str]:
+    """The distance kinds that never vary within a language (per method and sparsity).
+
+    A residual is centred per evaluated language (:func:`residuals`), so a regressor that is the
+    same for every subset leaving a language out is orthogonal to it: its slope is 0 by
+    construction, whatever the truth. On the embedded corpus "no member shares its script" is one:
+    a language in a script of its own never shares it, and every Latin-script language always does.
+    """
+    keys = ["method", "sparsity", "language"]
+    return [k for k in kinds if (res.groupby(keys)[k].nunique(dropna=True) <= 1).all()]
+
+
 def fit_table(res: pd.DataFrame, kinds: Sequence[str]) -> pd.DataFrame:
-    """One ``fit_line`` of the residual (in points) on each distance kind, per method and sparsity."""
+    """One ``fit_line`` of the residual (in points) on each distance kind, per method and sparsity.
+
+    A kind that never varies within a language (:func:`unidentifiable`) is refused: its slope
+    would be 0 by construction, not a measurement."""
+    fixed = unidentifiable(res, kinds)
+    if fixed:
+        raise DataError(
+            f"{fixed} never vary within an evaluated language, so the per-language residual cannot "
+            "depend on them (slope 0 by construction); leave them out (transfer.unidentifiable lists them)"
+        )
     rows = []
     for (method, sparsity), g in res.groupby(["method", "sparsity"]):
         for kind in kinds:
@@ -182,4 +203,5 @@ def fit_table(res: pd.DataFrame, kinds: Sequence[str]) -> pd.DataFrame:
                 {"method": method, "sparsity": sparsity, "distance": kind, "slope_points": fit.slope}
                 | {"low": fit.low, "high": fit.high, "r": fit.r, "n": fit.n, "subsets": fit.clusters}
             )
-    return pd.DataFrame(rows)
+    columns = ["method", "sparsity", "distance", "slope_points", "low", "high", "r", "n", "subsets"]
+    return pd.DataFrame(rows, columns=columns)
