@@ -97,6 +97,22 @@ def test_compare_tables_uses_the_stated_tolerance():
     assert figcheck.compare_tables(nan, nan) is None
 
 
+def test_wall_times_agree_within_a_factor_and_their_figures_are_not_compared_by_pixel(tmp_path):
+    old = pd.DataFrame({"languages": [2, 240], "prune_s": [3.0, 3.2], "statistics_mib": [0.03, 4.1]})
+    assert figcheck.compare_tables(old.assign(prune_s=[4.5, 2.0]), old) is None  # x1.5, /1.6
+    assert "prune_s" in figcheck.compare_tables(old.assign(prune_s=[3.0, 7.0]), old)  # x2.2
+    assert "statistics_mib" in figcheck.compare_tables(old.assign(statistics_mib=[0.03, 4.2]), old)
+    assert figcheck.is_time("cwl_s_all_blocks") and not figcheck.is_time("seconds_per_record")
+    new_dir, old_dir = tmp_path / "new", tmp_path / "old"
+    for folder, times in ((old_dir, [3.0, 3.2]), (new_dir, [4.0, 2.5])):
+        fig, ax = plt.subplots(figsize=(3, 2))
+        ax.plot(old["languages"], times)
+        plotting.savefig(fig, "cost", "nb", folder, data=old.assign(prune_s=times))
+        plt.close(fig)
+    (check,) = figcheck.check_figures(new_dir / "nb", old_dir / "nb")
+    assert check.verdict == "same" and "['prune_s'] within a factor 2" in check.detail
+
+
 def _figure(folder, name, values, color="C0"):
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.bar(range(len(values)), values, color=color)

@@ -16,7 +16,10 @@ than PIXEL_SHARE of changed pixels is more than anti-aliasing noise. Figures tha
 copied; committed figures the notebook no longer draws are reported, never deleted.
 
 Tolerance: |new - old| <= ATOL + RTOL * |old| per number (both 1e-6); text columns and the
-shape must match exactly; at most PIXEL_SHARE (0.1%) of the PNG's pixels may differ.
+shape must match exactly; at most PIXEL_SHARE (0.1%) of the PNG's pixels may differ. Wall times
+(a column named ``*_s`` or ``*_s_*``, e.g. notebook 08's ``prune_s``) are measurements of the
+machine, not results: they must agree within a factor TIME_FACTOR (2), and a figure that draws
+them is not compared pixel by pixel (its points move with every run).
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ ATOL = 1e-6  # differences of near-equal numbers (relative increases ~1e-2) carr
 # Measured: regenerated on another machine of the same kind, at most 128 pixels of a figure
 # differed (float noise moving anti-aliased edges); a changed colour or label changes thousands.
 PIXEL_SHARE = 1e-3
+# Wall times of one run on a shared 2-core machine vary by tens of percent; a factor 2 is a change.
+TIME_FACTOR = 2.0
 CHANGED = ("new", "differs", "redrawn")  # the verdicts under which --update copies the figure
 SUFFIXES = (".csv", ".png", ".pdf")
 
@@ -55,10 +60,23 @@ class Check:
         return f"{self.name}: {self.verdict}{' (' + self.detail + ')' if self.detail else ''}"
 
 
+def is_time(column: str) -> bool:
+    """A wall-time column (seconds): ``prune_s``, ``cwl_s_all_blocks``."""
+    return column.endswith("_s") or "_s_" in column
+
+
+def _excess(u: float, v: float, column: str, rtol: float, atol: float) -> float:
+    """How many times the allowed difference ``u`` is from ``v`` (> 1: a change)."""
+    if is_time(column) and u > 0 and v > 0:
+        return abs(math.log(u / v)) / math.log(TIME_FACTOR)
+    return abs(u - v) / (atol + rtol * abs(v)) if math.isfinite(u - v) else math.inf
+
+
 def compare_tables(
     new: pd.DataFrame, old: pd.DataFrame, rtol: float = RTOL, atol: float = ATOL
 ) -> str | None:
-    """None if ``new`` equals ``old`` within tolerance, else what differs, in a few words."""
+    """None if ``new`` equals ``old`` within tolerance (wall times: within TIME_FACTOR), else
+    what differs, in a few words."""
     if list(new.columns) != list(old.columns):
         return f"columns {list(old.columns)} -> {list(new.columns)}"
     if len(new) != len(old):
@@ -76,7 +94,7 @@ def compare_tables(
         for i, (u, v) in enumerate(zip(x, y, strict=True)):
             if math.isnan(u) and math.isnan(v) or u == v:
                 continue
-            excess = abs(u - v) / (atol + rtol * abs(v)) if math.isfinite(u - v) else math.inf
+            excess = _excess(u, v, col, rtol, atol)
             if excess > 1 and excess > worst:
                 worst, where = excess, f"column {col!r}, row {i}: {v!r} -> {u!r}"
     return where or None
@@ -115,16 +133,19 @@ def check_figures(new_dir: Path, old_dir: Path, rtol: float = RTOL, atol: float 
         elif name not in old_names:
             checks.append(Check(name, "new"))
         else:
-            diff = compare_tables(
-                pd.read_csv(new_dir / f"{name}.csv"), pd.read_csv(old_dir / f"{name}.csv"), rtol, atol
+            new_table = pd.read_csv(new_dir / f"{name}.csv")
+            diff = compare_tables(new_table, pd.read_csv(old_dir / f"{name}.csv"), rtol, atol)
+            timed = [c for c in new_table.columns if is_time(str(c))]
+            pixels = (
+                None if diff or timed else changed_pixels(new_dir / f"{name}.png", old_dir / f"{name}.png")
             )
-            pixels = None if diff else changed_pixels(new_dir / f"{name}.png", old_dir / f"{name}.png")
             if diff:
                 checks.append(Check(name, "differs", diff))
             elif pixels is not None and pixels > PIXEL_SHARE:
                 checks.append(Check(name, "redrawn", f"same numbers, {pixels:.1%} of the pixels changed"))
             else:
-                checks.append(Check(name, "same", f"within {rtol:g}"))
+                times = f"; wall times {timed} within a factor {TIME_FACTOR:g}" if timed else ""
+                checks.append(Check(name, "same", f"within {rtol:g}{times}"))
     return checks
 
 
