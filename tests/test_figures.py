@@ -101,6 +101,8 @@ def test_wall_times_agree_within_a_factor_and_their_figures_are_not_compared_by_
     old = pd.DataFrame({"languages": [2, 240], "prune_s": [3.0, 3.2], "statistics_mib": [0.03, 4.1]})
     assert figcheck.compare_tables(old.assign(prune_s=[4.5, 2.0]), old) is None  # x1.5, /1.6
     assert "prune_s" in figcheck.compare_tables(old.assign(prune_s=[3.0, 7.0]), old)  # x2.2
+    tiny = pd.DataFrame({"cwl_s_all_blocks": [0.009]})
+    assert figcheck.compare_tables(tiny.assign(cwl_s_all_blocks=[0.034]), tiny) is None  # x3.8, but 25 ms
     assert "statistics_mib" in figcheck.compare_tables(old.assign(statistics_mib=[0.03, 4.2]), old)
     assert figcheck.is_time("cwl_s_all_blocks") and not figcheck.is_time("seconds_per_record")
     new_dir, old_dir = tmp_path / "new", tmp_path / "old"
