@@ -77,8 +77,8 @@ def _excess(u: float, v: float, column: str, rtol: float, atol: float) -> float:
 def compare_tables(
     new: pd.DataFrame, old: pd.DataFrame, rtol: float = RTOL, atol: float = ATOL
 ) -> str | None:
-    """None if ``new`` equals ``old`` within tolerance (wall times: within TIME_FACTOR), else
-    what differs, in a few words."""
+    """None if ``new`` equals ``old`` within tolerance (wall times: within TIME_FACTOR or
+    TIME_ATOL), else what differs, in a few words."""
     if list(new.columns) != list(old.columns):
         return f"columns {list(old.columns)} -> {list(new.columns)}"
     if len(new) != len(old):
@@ -146,7 +146,8 @@ def check_figures(new_dir: Path, old_dir: Path, rtol: float = RTOL, atol: float 
             elif pixels is not None and pixels > PIXEL_SHARE:
                 checks.append(Check(name, "redrawn", f"same numbers, {pixels:.1%} of the pixels changed"))
             else:
-                times = f"; wall times {timed} within a factor {TIME_FACTOR:g}" if timed else ""
+                within = f"within a factor {TIME_FACTOR:g} or {TIME_ATOL:g} s"
+                times = f"; wall times {timed} {within}" if timed else ""
                 checks.append(Check(name, "same", f"within {rtol:g}{times}"))
     return checks
 
