@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from mwanda import data
+from mwanda.io import atomic_write_text
 
 MODEL_DIR = data.EMBEDDED_DIR / "models" / "tiny-ml-llama"
 EOS = "<|endoftext|>"
@@ -399,10 +400,8 @@ def write_card(model_dir: Path = MODEL_DIR, max_chars: int | None = CARD_MAX_CHA
     results = evaluate(model, tokenizer, langs, max_chars)
     gen = {lang: samples(model, tokenizer, lang) for lang in langs}
     report = {"max_chars": max_chars, "window": CARD_WINDOW, "results": results, "samples": gen}
-    (model_dir / "eval.json").write_text(
-        json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    (model_dir / "model_card.md").write_text(render_card(meta, report), encoding="utf-8")
+    atomic_write_text(model_dir / "eval.json", json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(model_dir / "model_card.md", render_card(meta, report))
     return report
 
 
@@ -504,7 +503,7 @@ def rewrite_card(model_dir: Path = MODEL_DIR) -> None:
     """``model_card.md`` again from the saved ``eval.json`` and training metadata (no evaluation)."""
     meta = json.loads((model_dir / "training_meta.json").read_text(encoding="utf-8"))
     report = json.loads((model_dir / "eval.json").read_text(encoding="utf-8"))
-    (model_dir / "model_card.md").write_text(render_card(meta, report), encoding="utf-8")
+    atomic_write_text(model_dir / "model_card.md", render_card(meta, report))
 
 
 def _md(text: str) -> str:

@@ -163,13 +163,26 @@ def build_balanced(
         raise CalibrationError("no calibration text given; pass at least one language.")
     for lang in texts:
         check_language_tag(lang)
-    counts = split_evenly(nsamples, list(texts))
+    ids = {lang: token_ids(tokenizer, text) for lang, text in texts.items()}
+    return balanced_windows(ids, nsamples, seqlen, seed)
+
+
+def token_ids(tokenizer, text: str) -> torch.Tensor:
+    """``text`` tokenized as calibration reads it: no special tokens, int64."""
+    return torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+
+
+def balanced_windows(
+    ids: Mapping[str, torch.Tensor], nsamples: int, seqlen: int, seed: int = 0
+) -> CalibrationSet:
+    """``build_balanced`` on texts already tokenized (``token_ids``), in the same order: the
+    same windows. A caller that calibrates many times on the same texts tokenizes them once."""
+    counts = split_evenly(nsamples, list(ids))
     gen = torch.Generator().manual_seed(seed)
     rows, langs = [], []
-    for lang, text in texts.items():
-        ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
-        check_windows(lang, ids.numel(), counts[lang], seqlen)
-        rows.append(random_windows(ids, counts[lang], seqlen, gen))
+    for lang, lang_ids in ids.items():
+        check_windows(lang, lang_ids.numel(), counts[lang], seqlen)
+        rows.append(random_windows(lang_ids, counts[lang], seqlen, gen))
         langs += [lang] * counts[lang]
     return CalibrationSet(torch.cat(rows), tuple(langs))
 

@@ -372,7 +372,7 @@ def _prune_blocks(plan, cfg, x: BlockInputs | None, block_sparsity, dense_stats,
         release_memory()  # the statistics pass's activations are gone: hand their pages back
         _prune_block(plan, cfg, b, stats, block_sparsity[b], per_row, pruned)
         del stats  # the block's Hessians, if any, go now
-        if outs is not None:
+        if outs is not None and b < len(plan.blocks) - 1:  # the last block's outputs feed nothing
             forward_block(plan.blocks[b], x, outs)
             x.hidden, outs = outs, x.hidden
         release_memory()

@@ -133,7 +133,10 @@ def token_nlls(
             inputs = torch.stack([seq[s:e] for s, e, _ in chunk]).to(device)
             targets = torch.stack([seq[s + 1 : e + 1] for s, e, _ in chunk]).to(device)
             logits = model(inputs, use_cache=False).logits.float()
-            nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # [B, length]
+            # rows of [B * length, vocab]: the contiguous layout is about 3x faster than the
+            # class-dimension-second one on CPU (same float32 sums up to their order)
+            flat = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+            nll = flat.view(len(chunk), length)  # [B, length]
             for row, (_, e, n_pred) in zip(nll, chunk, strict=True):
                 predicted = row[length - n_pred :].double()  # the NLLs of ids[e - n_pred : e]
                 per_token[e - n_pred : e] = predicted

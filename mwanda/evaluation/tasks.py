@@ -158,20 +158,31 @@ def load_task_jsonl(data_files: dict[str, str], config_source: str | None = None
 # --------------------------------------------------------------------------
 
 
-def _task_manager(include_path: Path | str | None, *more: Path) -> Any:
-    """lm-eval's TaskManager over its own tasks plus ``include_path`` and ``more`` folders (a
-    mirror's overlay); later folders override earlier ones."""
+def _task_manager(include_path: Path | str | None, *more: Path, defaults: bool = True) -> Any:
+    """lm-eval's TaskManager over its own tasks (unless not ``defaults``) plus ``include_path``
+    and ``more`` folders (a mirror's overlay); later folders override earlier ones."""
     paths = tuple(str(p) for p in (include_path, *more) if p)
-    return _cached_task_manager(paths)
+    return _cached_task_manager(paths, defaults)
+
+
+def _manager_for(names: Sequence[str], include_path: Path | str | None, *more: Path) -> Any:
+    """The manager that knows ``names``: ``include_path``'s alone when it holds them all (the
+    proxy tasks), since indexing lm-eval's own ~14,000 task files takes seconds in every
+    process; else lm-eval's own tasks with the folders on top."""
+    if include_path and not more and Path(include_path).is_dir():
+        local = _task_manager(include_path, defaults=False)
+        if set(names) <= set(local.all_tasks):
+            return local
+    return _task_manager(include_path, *more)
 
 
 @cache
-def _cached_task_manager(paths: tuple[str, ...]) -> Any:
+def _cached_task_manager(paths: tuple[str, ...], defaults: bool = True) -> Any:
     """Indexing lm-eval's tasks takes seconds: one manager per set of folders and process."""
     from lm_eval.tasks import TaskManager
 
     with _quiet_lm_eval_notes():
-        return TaskManager(include_path=list(paths) or None)
+        return TaskManager(include_path=list(paths) or None, include_defaults=defaults)
 
 
 # --------------------------------------------------------------------------
@@ -261,7 +272,7 @@ def check_tasks(tasks: Sequence[str], include_path: Path | str | None = TASKS_DI
         tasks = [tasks]
     if not tasks:
         raise TaskError("no task given; e.g. task_names('proxy_continuation', ['de'])")
-    known = set(_task_manager(str(include_path) if include_path else None).all_tasks)
+    known = set(_manager_for(tasks, str(include_path) if include_path else None).all_tasks)
     for name in tasks:
         if name not in known:
             raise TaskError(_unknown_task_message(name, include_path))
@@ -374,7 +385,7 @@ def load_tasks(
     it before loading an 8B model, so a gated or missing dataset fails in seconds."""
     names = check_tasks(tasks, include_path)
     overlay = (mirror_overlay(str(task_data), tuple(names)),) if task_data else ()
-    manager = _task_manager(include_path, *overlay)
+    manager = _manager_for(names, include_path, *overlay)
     try:
         with _quiet_lm_eval_notes(), _no_datasets_progress_bars():
             return manager, manager.load(names)

@@ -43,6 +43,30 @@ def dense_statistics(model, calib: CalibrationSet, batch_size: int | str = 8) ->
     return DenseStatistics(calib.languages, block_inputs, linears, [f[0] if f else None for f in plan.ffn])
 
 
+def statistics_state(st: DenseStatistics) -> dict:
+    """``st`` as plain lists, dicts and tensors (``torch.load(weights_only=True)`` reads them)."""
+
+    def plain(s: LanguageStats) -> dict:
+        return {"counts": s.counts, "sumsq": s.sumsq, "sums": s.sums, "active": s.active}
+
+    return {
+        "languages": list(st.languages),
+        "block_inputs": [plain(s) for s in st.block_inputs],
+        "linears": [{name: plain(s) for name, s in layer.items()} for layer in st.linears],
+        "ffn_down": list(st.ffn_down),
+    }
+
+
+def statistics_from_state(state: dict) -> DenseStatistics:
+    """The inverse of ``statistics_state``."""
+    return DenseStatistics(
+        state["languages"],
+        [LanguageStats(**s) for s in state["block_inputs"]],
+        [{name: LanguageStats(**s) for name, s in layer.items()} for layer in state["linears"]],
+        state["ffn_down"],
+    )
+
+
 def language_norms(st: DenseStatistics) -> pd.DataFrame:
     """Mean over features of each language's RMS activation r_lj, per block and linear."""
     rows = []

@@ -45,7 +45,13 @@ def read_records(results_dir: str | Path = RESULTS_DIR) -> list[dict]:
 
 def load(results_dir: str | Path = RESULTS_DIR, **filters) -> pd.DataFrame:
     """Tidy frame: config columns + key + language, metric, value. ``filters``: column=value(s)."""
-    records = read_records(results_dir)
+    return frame(read_records(results_dir), **filters)
+
+
+def frame(records: list[dict], **filters) -> pd.DataFrame:
+    """``load``'s frame of the given records (each key once, in key order as ``load`` reads them):
+    a sweep that holds its records need not read every file of a large results directory."""
+    records = sorted({r["key"]: r for r in records}.values(), key=lambda r: r["key"])
     if not records:
         return pd.DataFrame(columns=["key", "language", "metric", "value"])
     metrics = pd.DataFrame.from_records(

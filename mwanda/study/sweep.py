@@ -146,5 +146,4 @@ def run_grid(
     configs = expand(spec)
     dense = {c.dense().key(): c.dense() for c in configs}
     todo = list(dense.values()) + [c for c in configs if c.key() not in dense]
-    run_local(todo, results_dir, progress)
-    return results.with_dense(results.load(results_dir, key=[c.key() for c in todo]))
+    return results.with_dense(results.frame(run_local(todo, results_dir, progress)))

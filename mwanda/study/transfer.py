@@ -165,10 +165,8 @@ def with_distances(res: pd.DataFrame, matrices: Mapping[str, pd.DataFrame]) -> p
     """``res`` with one column per distance kind: each row's language to its subset's nearest member."""
     out = res.copy()
     for name, m in matrices.items():
-        out[name] = [
-            float(distances.to_subset(m, s.split(","), "min")[lang])
-            for s, lang in zip(out["subset"], out["language"], strict=True)
-        ]
+        nearest = {s: distances.to_subset(m, s.split(","), "min") for s in out["subset"].unique()}
+        out[name] = [float(nearest[s][lang]) for s, lang in zip(out["subset"], out["language"], strict=True)]
     return out
 
 
