@@ -159,10 +159,6 @@ def build_balanced(
     with a generator seeded by ``seed``. A language whose text has fewer than ``seqlen`` tokens
     is an error, never a silent skip.
     """
-    if not texts:
-        raise CalibrationError("no calibration text given; pass at least one language.")
-    for lang in texts:
-        check_language_tag(lang)
     ids = {lang: token_ids(tokenizer, text) for lang, text in texts.items()}
     return balanced_windows(ids, nsamples, seqlen, seed)
 
@@ -176,7 +172,12 @@ def balanced_windows(
     ids: Mapping[str, torch.Tensor], nsamples: int, seqlen: int, seed: int = 0
 ) -> CalibrationSet:
     """``build_balanced`` on texts already tokenized (``token_ids``), in the same order: the
-    same windows. A caller that calibrates many times on the same texts tokenizes them once."""
+    same windows. A caller that calibrates many times on the same texts tokenizes them once.
+    Languages are checked here, so both ways in refuse the same input."""
+    if not ids:
+        raise CalibrationError("no calibration text given; pass at least one language.")
+    for lang in ids:
+        check_language_tag(lang)
     counts = split_evenly(nsamples, list(ids))
     gen = torch.Generator().manual_seed(seed)
     rows, langs = [], []

@@ -35,7 +35,7 @@ import torch
 import yaml
 
 from mwanda import data
-from mwanda.core.calibration import CalibrationSet, balanced_windows, check_language_tag, token_ids
+from mwanda.core.calibration import CalibrationSet, balanced_windows, token_ids
 from mwanda.core.config import METHODS as PRUNE_METHODS
 from mwanda.core.config import ConfigError, PruneConfig, check_types, param
 from mwanda.core.models import ModelLoadError, resolve_model
@@ -744,8 +744,6 @@ def _calib_source(cfg: ExperimentConfig) -> tuple:
 def _calibration_cached(model: tuple, source: tuple, langs, nsamples, seqlen, seed) -> CalibrationSet:
     """``model``: (source, dtype, device, revision); ``source``: (corpus, dataset, revision)."""
     texts = dict(_calib_texts(source, langs, nsamples, seqlen))
-    for lang in texts:
-        check_language_tag(lang)
     ids = {lang: _token_ids(model, text) for lang, text in texts.items()}
     return balanced_windows(ids, nsamples, seqlen, seed)  # the windows of build_balanced(texts, ...)
 
