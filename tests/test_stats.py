@@ -60,6 +60,74 @@ def test_block_collector_matches_stored_activations():
     assert stats["self_attn.q_proj"].active is None
 
 
+def _stat_parts(stats: dict[str, LanguageStats]) -> dict:
+    parts = {}
+    for name, st in stats.items():
+        for part in ("counts", "sumsq", "sums", "active", "hessian"):
+            t = getattr(st, part)
+            parts[name, part] = t.matrix if isinstance(t, Hessian) else t
+    return parts
+
+
+def _collect_both_ways(block, linears, ffn, model, calib, batch_size: int):
+    """The statistics pass without outputs (stops early) and with them (full forwards), and how
+    many times each linear actually ran its product in each."""
+    ran = dict.fromkeys(linears, 0)
+    hooks = [
+        m.register_forward_hook(lambda *_, n=n: ran.__setitem__(n, ran[n] + 1)) for n, m in linears.items()
+    ]
+    out = []
+    with torch.no_grad():
+        for with_outputs in (False, True):
+            ran.update(dict.fromkeys(linears, 0))
+            x = BlockInputs.capture(model, calib, batch_size)
+            outs = torch.empty_like(x.hidden) if with_outputs else None
+            stats = collect_block_stats(block, linears, ffn, x, "b0.", outs, True, x.hessian_weights(True))
+            out.append((_stat_parts(stats), dict(ran)))
+    for h in hooks:
+        h.remove()
+    return out
+
+
+def test_statistics_pass_skips_the_block_tail_with_the_same_sums():
+    """Without outputs, each batch after the first stops once every linear has its input: the
+    down-projection's product never runs there, and every sum (Hessians included) is the same."""
+    model, calib = tiny_model("llama", layers=1), tiny_calib(n_per_lang=4)  # 12 sequences
+    block = find_blocks(model)[1][0]
+    linears = {n: m for n, m in block.named_modules() if isinstance(m, nn.Linear)}
+    (early, ran_early), (full, ran_full) = _collect_both_ways(
+        block, linears, ffn_pair(block), model, calib, 4
+    )
+    assert early.keys() == full.keys()
+    for key, t in full.items():
+        assert (t is None) == (early[key] is None) and (t is None or torch.equal(t, early[key])), key
+    assert ran_full["mlp.down_proj"] == 3 and ran_early["mlp.down_proj"] == 1  # the first batch only
+    assert ran_early["mlp.gate_proj"] == ran_full["mlp.gate_proj"] == 3
+
+
+class _TwiceBlock(nn.Module):
+    """A block that applies one linear twice: its statistics need the whole forward."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.inner = nn.Linear(d, d)
+        self.shared = nn.Linear(d, d)
+
+    def forward(self, x, *args, **kwargs):  # the captured block arguments are not needed
+        return self.shared(torch.relu(self.inner(self.shared(x))))
+
+
+def test_statistics_pass_keeps_the_full_forward_when_a_linear_runs_twice():
+    model, calib = tiny_model("llama", layers=1), tiny_calib(n_per_lang=4)
+    torch.manual_seed(0)
+    block = _TwiceBlock(model.config.hidden_size)
+    linears = dict(block.named_children())
+    (early, ran_early), (full, ran_full) = _collect_both_ways(block, linears, None, model, calib, 4)
+    assert ran_early == ran_full == {"inner": 3, "shared": 6}
+    for key, t in full.items():
+        assert (t is None) == (early[key] is None) and (t is None or torch.equal(t, early[key])), key
+
+
 def test_nan_statistics_raise_with_fix():
     st = LanguageStats.zeros(1, 2)
     st.add(torch.tensor([[[float("inf"), 1.0]]]), torch.tensor([0]))

@@ -48,7 +48,7 @@ from mwanda.core.blocks import (
 from mwanda.core.calibration import CalibrationSet
 from mwanda.core.config import ConfigError, PruneConfig
 from mwanda.core.report import PruningReport, environment_info
-from mwanda.core.stats import BlockStatsCollector, LanguageStats
+from mwanda.core.stats import BlockStatsCollector, LanguageStats, StatsComplete
 from mwanda.core.stats import nbytes as stats_nbytes
 from mwanda.errors import MwandaWarning
 
@@ -220,7 +220,8 @@ def collect_block_stats(
     track_sums: bool = False,
     hessian_weights: Tensor | None = None,
 ) -> dict[str, LanguageStats]:
-    """One forward pass of ``block`` with hooks; writes the block outputs into ``outs`` if given.
+    """One forward pass of ``block`` with hooks; writes the block outputs into ``outs`` if given,
+    and without ``outs`` stops each batch once the statistics are complete (``StatsComplete``).
     ``hessian_weights`` [L]: also collect each input's Hessian (see ``stats.add_hessian``)."""
     hooked = dict(plan_linears)
     if ffn is not None and ffn[0] in hooked:
@@ -231,11 +232,15 @@ def collect_block_stats(
         ffn if ffn and ffn[0] in plan_linears else None,
         track_sums=track_sums,
         hessian_weights=hessian_weights,
+        stop_early=outs is None,
     )
     with collector:
         for start, end, call, idx in x.batches():
-            collector.lang_idx = idx
-            y = run_block(block, x.hidden[start:end], call)
+            collector.begin_batch(idx)
+            try:
+                y = run_block(block, x.hidden[start:end], call)
+            except StatsComplete:
+                continue
             if outs is not None:
                 outs[start:end] = y.to(outs.device)
     stats = collector.finish(prefix)

@@ -29,6 +29,10 @@ class StatsError(UserError, RuntimeError):
     """Statistics are unusable (NaN/Inf); the message names the fix."""
 
 
+class StatsComplete(Exception):
+    """Raised by a statistics hook once a batch's statistics are complete (``stop_early``)."""
+
+
 @dataclass
 class LanguageStats:
     """Per-language sums over tokens of one input: counts [L], sumsq and sums [L, d].
@@ -202,7 +206,14 @@ class BlockStatsCollector:
     Layers that receive the very same input tensor (q/k/v, gate/up) share one computation.
     ``ffn`` maps the down-projection's name to the linear whose output decides activity.
     ``hessian_weights`` [L]: also sum w_l x x^T per input (see ``add_hessian``); None: no Hessian.
-    Set ``lang_idx`` before each batch.
+    Call ``begin_batch`` before each batch.
+
+    ``stop_early``: when the block's outputs are not wanted, the statistics are complete as soon
+    as every hooked linear has received its input, and the rest of the block (the FFN
+    down-projection's product, the residual additions) is dead work: the hook that completes the
+    batch raises ``StatsComplete``, which the caller catches. Only where the first batch showed
+    every hook firing exactly once per forward (a layer called twice, or an expert that a batch
+    may skip, keeps the full forward), so the statistics are the very same sums.
     """
 
     linears: dict[str, nn.Linear]
@@ -215,6 +226,30 @@ class BlockStatsCollector:
     _handles: list = field(default_factory=list)
     _last: tuple | None = None  # (input tensor, its per-batch LanguageStats delta)
     _last_hessian: tuple | None = None  # (input tensor, the Hessian it was last added to)
+    stop_early: bool = False
+    _fired: list = field(default_factory=list)  # hook events of the batch in progress
+    _once: bool | None = None  # did the first batch fire every hook exactly once? None: not known yet
+
+    def begin_batch(self, lang_idx: Tensor) -> None:
+        """The next batch's languages; also closes the previous batch's hook count."""
+        if self._once is None and self.lang_idx is not None:
+            self._once = sorted(self._fired) == sorted(self._events())
+        self.lang_idx, self._fired = lang_idx, []
+
+    def _events(self) -> list[str]:
+        """One forward's hook events if every hook fires once: each linear's input, the activity."""
+        return list(self.linears) + (["active"] if self.ffn is not None else [])
+
+    def _fire(self, event: str) -> None:
+        self._fired.append(event)
+        events = self._events()
+        if (
+            self.stop_early
+            and self._once
+            and len(self._fired) == len(events)
+            and set(self._fired) == set(events)
+        ):
+            raise StatsComplete
 
     def __enter__(self) -> BlockStatsCollector:
         for name, lin in self.linears.items():
@@ -249,6 +284,7 @@ class BlockStatsCollector:
                 acc.sums += delta.sums
             if self.hessian_weights is not None:
                 self._add_hessian(acc, x)
+            self._fire(name)
 
         return hook
 
@@ -274,6 +310,7 @@ class BlockStatsCollector:
                     self.n_langs, output.shape[-1], output.device, self.track_sums
                 )
             acc.add_active(output, self.lang_idx)
+            self._fire("active")
 
         return hook
 
