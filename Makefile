@@ -46,7 +46,8 @@ $(STAMP): $(ROOT)/pyproject.toml $(ROOT)/constraints.txt
 	$(PY) -m pip install -q -c $(ROOT)/constraints.txt -e "$(ROOT)[study,dev]"
 	touch $@
 
-# Every notebook, executed headless with papermill (parameters: profile), into build/<profile>/.
+# Every notebook, executed headless with papermill (parameters: profile), into build/<profile>/;
+# mwanda.study.execute is papermill's command line with one slow optional import left out.
 # TQDM_DISABLE=1: no progress bars are drawn (ours, lm-eval's, transformers'): an executed
 # notebook holds its results, not thousands of bar updates.
 # Notebooks share work through the results cache (results/), so `make -j figures` is safe.
@@ -55,7 +56,7 @@ figures: $(EXECUTED)
 
 $(BUILD)/%.ipynb: $(ROOT)/notebooks/%.ipynb $(STAMP) FORCE
 	@mkdir -p $(BUILD) && rm -rf $(BUILD)/figures/$*
-	cd $(ROOT)/notebooks && TQDM_DISABLE=1 $(PY) -m papermill --no-progress-bar --log-output $< $(@:.ipynb=.part.ipynb) -p profile $(PROFILE_ARG) $(NB_ARGS) \
+	cd $(ROOT)/notebooks && TQDM_DISABLE=1 $(PY) -m mwanda.study.execute --no-progress-bar --log-output $< $(@:.ipynb=.part.ipynb) -p profile $(PROFILE_ARG) $(NB_ARGS) \
 		$(if $(wildcard $(ROOT)/notebooks/params/$(PROFILE).yaml),-f $(ROOT)/notebooks/params/$(PROFILE).yaml)
 	mv $(@:.ipynb=.part.ipynb) $@
 	$(if $(SYNC_FIGURES),$(PY) -m mwanda.study.figcheck $(BUILD)/figures/$* $(ROOT)/figures/$* --update)

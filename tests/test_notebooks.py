@@ -64,7 +64,7 @@ def test_notebooks_run_by_hand_never_write_the_committed_figures():
             text=True,
             check=True,
         ).stdout
-        command = next(line for line in plan.splitlines() if "papermill" in line)
+        command = next(line for line in plan.splitlines() if "mwanda.study.execute" in line)
         assert "TQDM_DISABLE=1" in command and "figures_dir" not in command, command
         build = ROOT / "build" / Path(profile).stem
         nb = "00_embedded_model"
@@ -77,7 +77,7 @@ def test_make_figures_turns_the_walkthrough_sliders_off():
     for notebook, off in (("03_walk_through_one_layer", True), ("02_language_statistics", False)):
         make = ["make", "-n", "-C", str(ROOT), notebook]
         plan = subprocess.run(make, capture_output=True, text=True, check=True).stdout
-        command = next(line for line in plan.splitlines() if "papermill" in line)
+        command = next(line for line in plan.splitlines() if "mwanda.study.execute" in line)
         assert ("-p sliders False" in command) == off, command
 
 
@@ -87,3 +87,38 @@ def test_make_lab_starts_jupyterlab_from_the_project_environment():
     assert f"{ROOT}/.venv/bin/jupyter lab" in command and "cd " + str(ROOT / "notebooks") in command
     assert ("--allow-root" in command) == (os.getuid() == 0)
     assert (ROOT / ".venv" / "bin" / "jupyter-lab").exists()  # jupyterlab is in the study extra
+
+
+def _tiny_notebook(path: Path, body: str) -> Path:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell("x = 1")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
+
+
+def test_execute_is_papermills_command_line_without_the_iri_parser(tmp_path):
+    """`make figures` runs notebooks through mwanda.study.execute: papermill's options (-p, exit
+    status) unchanged, and the optional URI-syntax parser (1 s of imports) never loaded."""
+    import subprocess
+    import sys
+
+    nb, out = _tiny_notebook(tmp_path / "ok.ipynb", "print(x * 2)"), tmp_path / "ok.out.ipynb"
+    run = [sys.executable, "-m", "mwanda.study.execute", "--no-progress-bar", str(nb), str(out)]
+    done = subprocess.run([*run, "-p", "x", "21"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(out.read_text())["cells"][-1]["outputs"][0]["text"]
+    assert "".join(printed).startswith("42")  # -p parsed as papermill does (an int)
+    probe = "import sys; import mwanda.study.execute as e; e.main(['--help'])"
+    probe += "; print('rfc3987_syntax' in sys.modules and sys.modules['rfc3987_syntax'] is not None)"
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert shown.stdout.strip().endswith("False") and "--parameters" in shown.stdout
+    bad = _tiny_notebook(tmp_path / "bad.ipynb", "raise ValueError('boom')")
+    failed = subprocess.run(
+        [*run[:-2], str(bad), str(tmp_path / "bad.out.ipynb")], capture_output=True, text=True
+    )
+    assert failed.returncode != 0 and "boom" in failed.stderr + failed.stdout
