@@ -442,10 +442,14 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# The types json.loads gives a JSON number (a bool is its own type, never one of these).
+NUMBER_TYPES = (int, float)
+
+
 def _all_numbers(values: list) -> bool:
     """Every element an int or a float (not a bool), as ``_is_number`` says, but by the set of
     their types: a record's paragraph lists hold ~10^4 numbers, checked on every read."""
-    return set(map(type, values)) <= {int, float}
+    return set(map(type, values)) <= set(NUMBER_TYPES)
 
 
 # The keys of a record and what each holds: (check, what the check wants).
@@ -458,10 +462,12 @@ RECORD_SCHEMA = {
     "provenance": (lambda v: isinstance(v, dict), "an object"),
     "seconds": (_is_number, "a number"),
 }
+# The keys of a metric row: (the exact types of its value, as json.loads makes them; what the
+# check wants). Exact types, not a check function per key: a record holds hundreds of rows.
 METRIC_SCHEMA = {
-    "language": (lambda v: isinstance(v, str), "a string"),
-    "metric": (lambda v: isinstance(v, str), "a string"),
-    "value": (_is_number, "a number"),
+    "language": ((str,), "a string"),
+    "metric": ((str,), "a string"),
+    "value": (NUMBER_TYPES, "a number"),
 }
 
 
@@ -511,24 +517,22 @@ def record_problem(rec: object, key: str) -> str | None:
     if rec["key"] != key:
         return f"its key {rec['key']!r} is not its file name {key}"
     for i, row in enumerate(rec["metrics"]):
-        if _is_metric_row(row):  # the common case, without building a message
-            continue
-        if not isinstance(row, dict):
-            return f"metrics[{i}] is {_short(row)}, not an object"
-        problem = _schema_problem(row, METRIC_SCHEMA, f"metrics[{i}].")
+        problem = _metric_row_problem(row, f"metrics[{i}]")
         if problem:
             return problem
     return _paragraphs_problem(rec.get("paragraphs", {}))
 
 
-def _is_metric_row(row: object) -> bool:
-    """``METRIC_SCHEMA`` in one expression: a record holds hundreds of rows, read on every load."""
-    return (
-        type(row) is dict
-        and type(row.get("language")) is str
-        and type(row.get("metric")) is str
-        and type(row.get("value")) in (int, float)
-    )
+def _metric_row_problem(row: object, where: str) -> str | None:
+    """What makes ``row`` not a metric row (``METRIC_SCHEMA``), or None."""
+    if type(row) is not dict:
+        return f"{where} is {_short(row)}, not an object"
+    for k, (types, want) in METRIC_SCHEMA.items():
+        if k not in row:
+            return f"{where}.{k} is missing"
+        if type(row[k]) not in types:
+            return f"{where}.{k} is {_short(row[k])}, not {want}"
+    return None
 
 
 def _paragraphs_problem(paragraphs: object) -> str | None:
