@@ -115,9 +115,9 @@ def floor_pass(model, calib, batch_size: int) -> None:
     with torch.no_grad():
         x = BlockInputs.capture(model, calib, batch_size)
         outs = torch.empty_like(x.hidden)
-        for block in find_blocks(model)[1]:
-            forward_block(block, x, outs)  # the statistics pass's forward (its outputs unused)
-            forward_block(block, x, outs)  # the pruned block's outputs: the next block's inputs
+        for b, block in enumerate(find_blocks(model)[1]):
+            forward_block(block, x, outs, index=b)  # the statistics pass's forward (its outputs unused)
+            forward_block(block, x, outs, index=b)  # the pruned block's outputs: the next block's inputs
             x.hidden, outs = outs, x.hidden
 
 

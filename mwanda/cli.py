@@ -53,7 +53,11 @@ def _batch_size(text: str) -> int | str:
 
 
 def _add_prune_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="local directory or Hugging Face Hub id (org/name)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="local directory, .gguf file, packaged model (gemma-3-270m) or Hugging Face Hub id (org/name)",
+    )
     add_config_args(p)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--calib-tokens", type=Path, help='JSONL: {"lang": .., "input_ids": [..]} per line')

@@ -27,14 +27,55 @@ ARCH_CONFIGS = {
     "opt": dict(hidden_size=32, ffn_dim=64, num_attention_heads=4, word_embed_proj_dim=32),
     "bloom": dict(hidden_size=32, n_head=4),
     "gpt2": dict(n_embd=32, n_head=4, bos_token_id=1, eos_token_id=2),  # Conv1D linears
+    # Gemma 3: sliding-window and global layers with their own rotary tables and masks; the window
+    # is shorter than tiny_calib's 16 tokens so that the two masks differ.
+    "gemma3_text": dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        query_pre_attn_scalar=8,
+        sliding_window=6,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    ),
 }
 ARCHS = tuple(ARCH_CONFIGS)
+# Further layouts whose blocks differ in their calls (masks, rotary tables), for the replay tests.
+WINDOWED_CONFIGS = {
+    "gemma2": dict(ARCH_CONFIGS["gemma3_text"]),
+    "cohere2": dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        sliding_window=6,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+    ),
+    "qwen2": dict(ARCH_CONFIGS["qwen2"], use_sliding_window=True, sliding_window=6, max_window_layers=1),
+}
+# Layouts told block by block which attention each layer has: alternate sliding and global.
+MIXED_LAYERS = ("gemma3_text", "gemma2", "cohere2")
 
 
-def tiny_model(arch: str = "llama", layers: int = 3, seed: int = 0, dtype=torch.float32, **overrides):
-    """A random-weight causal LM of ``arch`` with ``layers`` blocks, in eval mode."""
-    kw = dict(ARCH_CONFIGS[arch], vocab_size=VOCAB) | overrides
+def tiny_model(
+    arch: str = "llama",
+    layers: int = 3,
+    seed: int = 0,
+    dtype=torch.float32,
+    windowed: bool = False,
+    **overrides,
+):
+    """A random-weight causal LM of ``arch`` with ``layers`` blocks, in eval mode (``windowed``:
+    the layout of ``WINDOWED_CONFIGS``)."""
+    kw = dict((WINDOWED_CONFIGS if windowed else ARCH_CONFIGS)[arch], vocab_size=VOCAB) | overrides
     kw["n_layer" if arch in ("bloom", "gpt2") else "num_hidden_layers"] = layers
+    if arch in MIXED_LAYERS:
+        kw.setdefault("layer_types", [("sliding_attention", "full_attention")[i % 2] for i in range(layers)])
     cfg = AutoConfig.for_model(arch, **kw)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg).to(dtype)

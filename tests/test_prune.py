@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ARCHS, tiny_calib, tiny_model
+from conftest import ARCHS, WINDOWED_CONFIGS, tiny_calib, tiny_model
 from torch import nn
 
-from mwanda.core.blocks import capture_inputs, ffn_pair, find_blocks, run_block
+from mwanda.core.blocks import ModelStructureError, capture_inputs, ffn_pair, find_blocks, run_block
 from mwanda.core.config import PruneConfig
-from mwanda.core.prune import prune_model
+from mwanda.core.prune import BlockInputs, forward_block, make_plan, prune_model
 
 
 def linears_of(module):
@@ -114,19 +114,43 @@ def test_beta_only_touches_ffn_down_projection(calib):
     assert changed and all(n.endswith("mlp.down_proj") for n in changed)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-def test_block_replay_reproduces_model_hidden_states(arch):
-    model, calib = tiny_model(arch), tiny_calib()
+REPLAY_LAYOUTS = [(arch, False) for arch in ARCHS] + [(arch, True) for arch in WINDOWED_CONFIGS]
+
+
+@pytest.mark.parametrize(("arch", "windowed"), REPLAY_LAYOUTS)
+def test_driver_propagation_reproduces_model_hidden_states(arch, windowed):
+    """With nothing pruned, the hidden states the driver carries from block to block are the
+    model's own: each block is replayed with its own call (Gemma's global layers get their own
+    rotary tables and, past the window, their own mask)."""
+    model, calib = tiny_model(arch, layers=4, windowed=windowed), tiny_calib()
+    plan = make_plan(model, PruneConfig())
+    with torch.no_grad():
+        ref = model(calib.input_ids, output_hidden_states=True, use_cache=False).hidden_states
+        x = BlockInputs.capture(model, calib, batch_size=5)
+        torch.testing.assert_close(x.hidden, ref[0])
+        outs = torch.empty_like(x.hidden)
+        for b in range(len(plan.blocks) - 1):  # the last entry of hidden_states is after the final norm
+            forward_block(plan.blocks[b], x, outs, index=b)
+            x.hidden, outs = outs, x.hidden
+            torch.testing.assert_close(x.hidden, ref[b + 1], rtol=1e-5, atol=1e-5)
+
+
+def test_windowed_layers_are_called_with_their_own_arguments():
+    """The test above could pass by luck if every call were the same: Gemma 3's sliding and
+    global layers do get different rotary tables and masks, and block 0's call would not do."""
+    model, calib = tiny_model("gemma3_text", layers=3), tiny_calib()  # the last state is normed
     _, blocks = find_blocks(model)
     with torch.no_grad():
         ref = model(calib.input_ids, output_hidden_states=True, use_cache=False).hidden_states
-        x, calls = capture_inputs(model, calib.input_ids, batch_size=5)
-        torch.testing.assert_close(x, ref[0])
-        for b, block in enumerate(blocks[:-1]):  # the last entry of hidden_states is after the final norm
-            x = torch.cat(
-                [run_block(block, x[i : i + 5], c) for i, c in zip(range(0, len(x), 5), calls, strict=True)]
-            )
-            torch.testing.assert_close(x, ref[b + 1], rtol=1e-5, atol=1e-5)
+        x, calls = capture_inputs(model, calib.input_ids, batch_size=12)
+        sliding, full = calls[0][0].kwargs, calls[1][0].kwargs
+        assert not torch.equal(sliding["position_embeddings"][0], full["position_embeddings"][0])
+        masks = sliding["attention_mask"], full["attention_mask"]  # sdpa's causal mask may be None
+        assert masks[0] is not None and (masks[1] is None or not torch.equal(*masks))
+        y = run_block(blocks[0], x, calls[0][0])
+        torch.testing.assert_close(run_block(blocks[1], y, calls[1][0]), ref[2], rtol=1e-5, atol=1e-5)
+        wrong = run_block(blocks[1], y, calls[0][0])  # what replaying block 0's call gave
+    assert not torch.allclose(wrong, ref[2], rtol=1e-3, atol=1e-3)
 
 
 def test_capture_keeps_equal_call_tensors_once():
@@ -135,10 +159,30 @@ def test_capture_keeps_equal_call_tensors_once():
     with torch.no_grad():
         ref = model(calib.input_ids, output_hidden_states=True, use_cache=False).hidden_states[1]
         x, calls = capture_inputs(model, calib.input_ids, batch_size=1)
-        cos = [c.kwargs["position_embeddings"][0] for c in calls]
+        cos = [c.kwargs["position_embeddings"][0] for per_block in calls for c in per_block]
         assert all(c is cos[0] for c in cos)  # one copy of the rotary tables, not one per sequence
-        y = torch.cat([run_block(blocks[0], x[i : i + 1], c) for i, c in enumerate(calls)])
+        y = torch.cat([run_block(blocks[0], x[i : i + 1], c) for i, c in enumerate(calls[0])])
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_capture_restores_the_blocks_and_runs_no_output_layer():
+    model, calib = tiny_model("llama"), tiny_calib()
+    _, blocks = find_blocks(model)
+    called = []
+    model.lm_head.register_forward_hook(lambda *_: called.append(1))
+    with torch.no_grad():
+        capture_inputs(model, calib.input_ids, batch_size=4)
+    assert called == [] and all("forward" not in blk.__dict__ for blk in blocks)
+    with torch.no_grad():
+        model(calib.input_ids[:1])
+    assert called == [1]
+
+
+def test_a_model_that_skips_a_block_is_refused():
+    model, calib = tiny_model("llama"), tiny_calib()
+    model.config.num_hidden_layers = 2  # Llama's loop then never reaches its last block
+    with torch.no_grad(), pytest.raises(ModelStructureError, match="unevenly"):
+        capture_inputs(model, calib.input_ids, batch_size=4)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

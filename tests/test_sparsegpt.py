@@ -217,12 +217,10 @@ def collected(model, calib, batch_size, balanced=False):
         return collect_block_stats(
             blocks[0],
             linears_of_modules(blocks[0]),
-            None,
             x,
-            f"{path}.0.",
-            None,
-            False,
-            x.hessian_weights(balanced),
+            index=0,
+            prefix=f"{path}.0.",
+            hessian_weights=x.hessian_weights(balanced),
         )
 
 

@@ -45,7 +45,7 @@ def test_block_collector_matches_stored_activations():
         h.remove()
     with torch.no_grad():
         x = BlockInputs.capture(model, calib, batch_size=4)
-        stats = collect_block_stats(block, linears, ffn_pair(block), x, "b0.")
+        stats = collect_block_stats(block, linears, x, index=0, prefix="b0.", ffn=ffn_pair(block))
     lang = calib.lang_index()
     for name in linears:
         X = seen[name][0]
@@ -82,7 +82,17 @@ def _collect_both_ways(block, linears, ffn, model, calib, batch_size: int):
             ran.update(dict.fromkeys(linears, 0))
             x = BlockInputs.capture(model, calib, batch_size)
             outs = torch.empty_like(x.hidden) if with_outputs else None
-            stats = collect_block_stats(block, linears, ffn, x, "b0.", outs, True, x.hessian_weights(True))
+            stats = collect_block_stats(
+                block,
+                linears,
+                x,
+                index=0,
+                prefix="b0.",
+                ffn=ffn,
+                outs=outs,
+                track_sums=True,
+                hessian_weights=x.hessian_weights(True),
+            )
             out.append((_stat_parts(stats), dict(ran)))
     for h in hooks:
         h.remove()
@@ -258,7 +268,14 @@ def test_chunk_size_does_not_change_collected_statistics(monkeypatch, batch_size
             x = BlockInputs.capture(model, calib, batch_size)
             results.append(
                 collect_block_stats(
-                    block, linears, ffn_pair(block), x, "b0.", None, True, x.hessian_weights(True)
+                    block,
+                    linears,
+                    x,
+                    index=0,
+                    prefix="b0.",
+                    ffn=ffn_pair(block),
+                    track_sums=True,
+                    hessian_weights=x.hessian_weights(True),
                 )
             )
     for other in results[1:]:

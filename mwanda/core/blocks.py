@@ -3,8 +3,9 @@
 Three things differ between architectures, and this module is the only place that knows them:
 where the decoder blocks live, which linear is the FFN down-projection (and which linear's
 output decides whether its input neurons are active), and how a block is called. The last is
-handled generically: the inputs of block 0 are captured with a forward pre-hook (with kwargs),
-so position embeddings, masks, ALiBi biases and whatever else a model passes go through as is.
+handled generically: the model's own forward runs with every block replaced by a stand-in that
+records its call, so each block's position embeddings, masks, ALiBi biases and whatever else a
+model passes go through as is.
 """
 
 from __future__ import annotations
@@ -131,12 +132,12 @@ def to_device(obj: object, device: torch.device) -> object:
 
 
 class _Captured(Exception):
-    """Raised by the pre-hook to stop the forward pass once block 0's inputs are known."""
+    """Raised by the last block's stand-in to stop the forward pass once every call is known."""
 
 
 @dataclass
 class BlockCall:
-    """Everything block 0 received besides the hidden states, for one batch."""
+    """Everything one block received besides the hidden states, for one batch."""
 
     args: tuple
     kwargs: dict
@@ -144,42 +145,97 @@ class BlockCall:
 
 def capture_inputs(
     model: nn.Module, input_ids: Tensor, batch_size: int, out: Tensor | None = None
-) -> tuple[Tensor, list[BlockCall]]:
-    """Run the model up to block 0 on every batch of ``input_ids`` [N, T].
+) -> tuple[Tensor, list[list[BlockCall]]]:
+    """Run the model's own forward on every batch of ``input_ids`` [N, T], blocks replaced by
+    stand-ins that record their call and pass the hidden states through unchanged.
 
     Returns the hidden states entering block 0, [N, T, d] (written into ``out`` when given,
-    else into a new buffer on block 0's device), and for each batch the other arguments of
-    that call (positional args and kwargs, as the model passed them).
+    else into a new buffer), and ``calls[b][batch]``: the other arguments the model passed to
+    block ``b`` (positional args and kwargs, as it passed them). Each block keeps its own call
+    because models differ per block: Gemma 2/3, Cohere 2 and any config with ``layer_types``
+    give sliding-window and global layers their own masks and rotary tables.
     """
     _, blocks = find_blocks(model)
-    embed_device = model.get_input_embeddings().weight.device
-    n = input_ids.shape[0]
-    buf, calls = [out], []
-
-    def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-        if args:
-            x, rest = args[0], args[1:]
-        else:
-            kwargs = dict(kwargs)
-            x, rest = kwargs.pop("hidden_states"), ()
-        if buf[0] is None:
-            buf[0] = x.new_empty((n, *x.shape[1:]))
-        start = len(calls) * batch_size
-        buf[0][start : start + x.shape[0]] = x.detach()
-        if calls:  # equal tensors (position embeddings, masks) are kept once, not once per batch
-            rest, kwargs = _reuse(rest, calls[-1].args), _reuse(kwargs, calls[-1].kwargs)
-        calls.append(BlockCall(rest, kwargs))
-        raise _Captured
-
-    handle = blocks[0].register_forward_pre_hook(hook, with_kwargs=True)
+    recorder = _CallRecorder(len(blocks), input_ids.shape[0], batch_size, out)
+    saved = [blk.__dict__.get("forward") for blk in blocks]
     try:
+        for b, blk in enumerate(blocks):
+            blk.forward = recorder.stand_in(b, blk)
+        embed_device = model.get_input_embeddings().weight.device
         with torch.no_grad():
-            for start in range(0, n, batch_size):
+            for start in range(0, input_ids.shape[0], batch_size):
                 with contextlib.suppress(_Captured):
                     model(input_ids[start : start + batch_size].to(embed_device), use_cache=False)
+                recorder.check_batch()
     finally:
-        handle.remove()
-    return buf[0], calls
+        for blk, fwd in zip(blocks, saved, strict=True):
+            del blk.forward  # the instance attribute we set; accelerate's wrapper, if any, comes back
+            if fwd is not None:
+                blk.forward = fwd
+    return recorder.hidden, recorder.calls
+
+
+class _CallRecorder:
+    """The stand-ins' shared state: block 0's inputs and every block's call, per batch."""
+
+    def __init__(self, n_blocks: int, n: int, batch_size: int, out: Tensor | None) -> None:
+        self.n, self.batch_size, self.hidden = n, batch_size, out
+        self.calls: list[list[BlockCall]] = [[] for _ in range(n_blocks)]
+        self.returns: dict[type, object] = {}  # what a block of each class returns, learnt once
+
+    def stand_in(self, b: int, block: nn.Module):
+        real_forward = block.forward
+
+        def forward(*args, **kwargs):
+            if args:
+                x, rest = args[0], args[1:]
+            else:
+                kwargs = dict(kwargs)
+                x, rest = kwargs.pop("hidden_states"), ()
+            self.record(b, x, rest, kwargs)
+            if b == len(self.calls) - 1:
+                raise _Captured  # the final norm and the output layer are not needed
+            kind = type(block)
+            if kind not in self.returns:  # one real call per block class shows its return type
+                self.returns[kind] = real_forward(*args, **kwargs)
+            return _with_hidden(self.returns[kind], x)
+
+        return forward
+
+    def record(self, b: int, x: Tensor, rest: tuple, kwargs: dict) -> None:
+        batch = len(self.calls[b])
+        if b == 0:
+            if self.hidden is None:
+                self.hidden = x.new_empty((self.n, *x.shape[1:]))
+            start = batch * self.batch_size
+            self.hidden[start : start + x.shape[0]] = x.detach()
+        if batch:  # equal tensors (position embeddings, masks) are kept once, not once per batch
+            prev = self.calls[b][-1]
+            rest, kwargs = _reuse(rest, prev.args), _reuse(kwargs, prev.kwargs)
+        self.calls[b].append(BlockCall(rest, kwargs))
+
+    def check_batch(self) -> None:
+        """Every block was called exactly once per batch, in a forward that reached the last."""
+        counts = {len(c) for c in self.calls}
+        if len(counts) != 1:
+            per_block = [len(c) for c in self.calls]
+            raise ModelStructureError(
+                f"the model called its blocks unevenly in one forward pass (calls so far per block: "
+                f"{per_block}); the driver replays each block once per batch. Models that skip or "
+                "reuse blocks are not supported."
+            )
+
+
+def _with_hidden(template: object, x: Tensor) -> object:
+    """``x`` in the shape of what a block returns: the tensor itself, or a tuple led by it."""
+    if torch.is_tensor(template):
+        return x
+    if isinstance(template, (tuple, list)) and template and torch.is_tensor(template[0]):
+        return type(template)((x, *template[1:]))
+    raise ModelStructureError(
+        f"a decoder block returned {type(template).__name__}, not hidden states or a tuple led by "
+        "them; mwanda.core.blocks.run_block cannot replay it."
+    )
 
 
 def _reuse(new: object, old: object) -> object:

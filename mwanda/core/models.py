@@ -2,8 +2,9 @@
 
 ``resolve_model`` decides once what a model name means, so loading and fingerprinting agree
 whatever the working directory: an existing directory (relative to the repository root, then to
-the working directory) is local; a name that looks like a path but does not exist is an error and
-never goes to the Hub; anything else (``org/name``) is a Hub id.
+the working directory) is local; a ``.gguf`` file or a packaged model's name is converted once
+into a local directory (``gguf.py``); a name that looks like a path but does not exist is an
+error and never goes to the Hub; anything else (``org/name``) is a Hub id.
 """
 
 from __future__ import annotations
@@ -33,13 +34,22 @@ def _looks_like_path(name: str) -> bool:
 
 
 def resolve_model(name: str | Path) -> Path | str:
-    """An absolute local directory, or the Hub id ``name``; a missing local path is an error."""
+    """An absolute local directory, or the Hub id ``name``; a missing local path is an error.
+    A ``.gguf`` file or a packaged model's short name (``gguf.PACKAGED``) resolves to its
+    converted directory (converted once, then cached)."""
+    from mwanda.core import gguf
+
     text = str(name)
-    for candidate in (REPO_ROOT / Path(text).expanduser(), Path(text).expanduser()):
+    candidates = [REPO_ROOT / Path(text).expanduser(), Path(text).expanduser()]
+    if gguf.is_gguf_name(text):
+        return gguf.resolve(text, candidates)
+    for candidate in candidates:
         if candidate.is_dir():
             return candidate.resolve()
         if candidate.exists():
-            raise ModelLoadError(f"model {text!r} is a file; pass the directory that holds config.json.")
+            raise ModelLoadError(
+                f"model {text!r} is a file; pass the directory that holds config.json, or a .gguf file."
+            )
     if isinstance(name, Path) or _looks_like_path(text):
         places = ", ".join(dict.fromkeys(str(p) for p in (REPO_ROOT, Path.cwd())))
         raise ModelLoadError(f"model directory {text!r} does not exist (looked in {places}); check the path.")

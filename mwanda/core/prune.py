@@ -181,11 +181,12 @@ def method_needs(cfg: PruneConfig) -> methods.Needs:
 
 @dataclass
 class BlockInputs:
-    """The calibration activations entering the current block, with what replaying it needs:
-    ``hidden`` [N, T, d], and per batch the block's other arguments and the sequences' languages."""
+    """The calibration activations entering the current block, with what replaying any block
+    needs: ``hidden`` [N, T, d], ``calls[b][batch]`` block b's other arguments (each block its own:
+    sliding-window and global layers differ), and per batch the sequences' languages."""
 
     hidden: Tensor
-    calls: list[BlockCall]
+    calls: list[list[BlockCall]]
     lang_idx: list[Tensor]
     n_langs: int
 
@@ -202,10 +203,10 @@ class BlockInputs:
         counts = torch.bincount(idx, minlength=self.n_langs).to(torch.float64) * self.hidden.shape[1]
         return scores.balanced_weights(counts) if balanced else torch.ones_like(counts)
 
-    def batches(self, hidden: Tensor | None = None):
-        """(start, end, call, language index) per batch, over ``hidden`` (default: the inputs)."""
+    def batches(self, index: int):
+        """(start, end, call, language index) per batch, with block ``index``'s calls."""
         start = 0
-        for call, idx in zip(self.calls, self.lang_idx, strict=True):
+        for call, idx in zip(self.calls[index], self.lang_idx, strict=True):
             yield start, start + len(idx), call, idx
             start += len(idx)
 
@@ -213,14 +214,16 @@ class BlockInputs:
 def collect_block_stats(
     block: nn.Module,
     plan_linears: dict[str, nn.Module],
-    ffn: tuple[str, str] | None,
     x: BlockInputs,
+    *,
+    index: int,
     prefix: str,
+    ffn: tuple[str, str] | None = None,
     outs: Tensor | None = None,
     track_sums: bool = False,
     hessian_weights: Tensor | None = None,
 ) -> dict[str, LanguageStats]:
-    """One forward pass of ``block`` with hooks; writes the block outputs into ``outs`` if given,
+    """One forward pass of block ``index`` with hooks; writes its outputs into ``outs`` if given,
     and without ``outs`` stops each batch once the statistics are complete (``StatsComplete``).
     ``hessian_weights`` [L]: also collect each input's Hessian (see ``stats.add_hessian``)."""
     hooked = dict(plan_linears)
@@ -235,7 +238,7 @@ def collect_block_stats(
         stop_early=outs is None,
     )
     with collector:
-        for start, end, call, idx in x.batches():
+        for start, end, call, idx in x.batches(index):
             collector.begin_batch(idx)
             try:
                 y = run_block(block, x.hidden[start:end], call)
@@ -247,9 +250,9 @@ def collect_block_stats(
     return {name: stats[name] for name in plan_linears}
 
 
-def forward_block(block: nn.Module, x: BlockInputs, outs: Tensor) -> None:
-    """``outs`` = block(inputs), batch by batch (no hooks)."""
-    for start, end, call, _ in x.batches():
+def forward_block(block: nn.Module, x: BlockInputs, outs: Tensor, *, index: int) -> None:
+    """``outs`` = block ``index``(inputs), batch by batch (no hooks)."""
+    for start, end, call, _ in x.batches(index):
         outs[start:end] = run_block(block, x.hidden[start:end], call).to(outs.device)
 
 
@@ -378,7 +381,7 @@ def _prune_blocks(plan, cfg, x: BlockInputs | None, block_sparsity, dense_stats,
         _prune_block(plan, cfg, b, stats, block_sparsity[b], per_row, pruned)
         del stats  # the block's Hessians, if any, go now
         if outs is not None and b < len(plan.blocks) - 1:  # the last block's outputs feed nothing
-            forward_block(plan.blocks[b], x, outs)
+            forward_block(plan.blocks[b], x, outs, index=b)
             x.hidden, outs = outs, x.hidden
         release_memory()
     return pruned
@@ -391,10 +394,16 @@ def _block_stats(plan, cfg, b: int, x: BlockInputs | None, dense_stats) -> dict[
         return {}
     if not cfg.sequential:
         return dense_stats[b]
-    weights = x.hessian_weights(needs.balanced) if needs.hessian else None
-    ffn = plan.ffn[b] if needs.activity else None
-    prefix = f"{plan.path}.{b}."
-    return collect_block_stats(plan.blocks[b], plan.linears[b], ffn, x, prefix, None, needs.sums, weights)
+    return collect_block_stats(
+        plan.blocks[b],
+        plan.linears[b],
+        x,
+        index=b,
+        prefix=f"{plan.path}.{b}.",
+        ffn=plan.ffn[b] if needs.activity else None,
+        track_sums=needs.sums,
+        hessian_weights=x.hessian_weights(needs.balanced) if needs.hessian else None,
+    )
 
 
 def _prune_block(plan, cfg, b: int, stats, sparsity: float, per_row: dict, pruned: _Pruned) -> None:
@@ -441,11 +450,12 @@ def dense_blocks(
         stats = collect_block_stats(
             plan.blocks[b],
             plan.linears[b] if linear_stats else {},  # {}: no hooks, a plain forward
-            plan.ffn[b] if ffn else None,
             walk,
-            f"{plan.path}.{b}.",
-            outs,
-            track_sums,
+            index=b,
+            prefix=f"{plan.path}.{b}.",
+            ffn=plan.ffn[b] if ffn else None,
+            outs=outs,
+            track_sums=track_sums,
         )
         release_memory()
         yield b, block_in, stats

@@ -35,6 +35,7 @@ import torch
 import yaml
 
 from mwanda import data
+from mwanda.core import gguf
 from mwanda.core.calibration import CalibrationSet, balanced_windows, token_ids
 from mwanda.core.config import METHODS as PRUNE_METHODS
 from mwanda.core.config import ConfigError, PruneConfig, check_types, param
@@ -182,10 +183,13 @@ def model_fingerprint(model: str, revision: str | None = None) -> str:
     its ``revision`` resolves to (from the local cache offline, else asked of the Hub). The
     directory is the one ``resolve_model`` gives the loader, so the hash covers the weights
     evaluated whatever the working directory; a missing local path raises ModelLoadError rather
-    than falling back to the Hub."""
+    than falling back to the Hub. A model converted from GGUF keys on the GGUF file's SHA-256."""
     source = resolve_model(model)
     if not isinstance(source, Path):
         return _hub_commit(source, revision)
+    origin = gguf.source_of(source)
+    if origin is not None:  # a converted GGUF: the file's own hash, as the package ships it
+        return origin["sha256"]
     files = [source / "config.json", *sorted(source.glob("*.safetensors")), *sorted(source.glob("*.bin"))]
     files = [f for f in files if f.exists()]
     stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
