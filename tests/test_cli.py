@@ -270,3 +270,42 @@ def test_nan_weight_stops_the_run_naming_it():
         model.model.layers[1].post_attention_layernorm.weight[0] = float("nan")
     with pytest.raises(ModelStructureError, match="model.layers.1.post_attention_layernorm.weight holds NaN"):
         prune_model(model, tiny_calib(), PruneConfig(method="magnitude"), progress=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["prune", "--model", "m", "--out", "o", "--method", "wnda"],
+            "invalid choice: 'wnda' (choose from 'magnitude',",
+        ),
+        (["prune", "--model", "m", "--out", "o", "--sparsity", "0,5"], "invalid float value: '0,5'"),
+        (["prune", "--out", "o"], "the following arguments are required: --model"),
+        (["frob"], "invalid choice: 'frob' (choose from 'prune', 'run', 'sweep', 'build')"),
+    ],
+)
+def test_argparse_errors_are_one_line(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1
+    assert err[0].startswith("mwanda: error: ") and message in err[0] and "--help" in err[0]
+
+
+def test_help_shows_every_flag_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["prune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag, words in {
+        "--nsamples": "(default: 128)",
+        "--seqlen": "(default: 256)",
+        "--dtype": "(default: float32)",
+        "--device": "default: auto",
+        "--no-progress": "no progress bars",
+        "--no-sequential": "from the dense model in one pass instead",
+        "--sparsity": "(default: 0.5)",
+    }.items():
+        assert f"{flag}" in text and words in text, flag
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "``" not in capsys.readouterr().out

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mwanda import data
-from mwanda.build import corpus
+from mwanda import data, hub_data
+from mwanda.build import corpus, html_text
 from mwanda.cli import main
 
 EVAL_SPLITS = ("calib", "dev", "test")  # committed; train is rebuilt by `make corpus`
@@ -232,7 +232,7 @@ def test_parse_help_html_nested_ids_scripts_and_entities() -> None:
         '<table><tr><td id="par_cell"><p id="par_inner">A&amp;B<br>C</p> tail</td></tr></table>'
         '<h2 id="hd_id1">Title <span class="emph">here</span></h2><p id="other">skip</p>'
     )
-    assert corpus.parse_help_html(markup) == {
+    assert html_text.parse_help_html(markup) == {
         "par_inner": "A&B C",
         "par_cell": "tail",
         "hd_id1": "Title here",
@@ -240,7 +240,7 @@ def test_parse_help_html_nested_ids_scripts_and_entities() -> None:
 
 
 def test_parse_udhr_html() -> None:
-    parsed = corpus.parse_udhr_html(_udhr_html("xx"))
+    parsed = html_text.parse_udhr_html(_udhr_html("xx"))
     assert parsed["title"] == "xx title"
     assert parsed["art02"] == "xx article 2 text."
     assert parsed["preamble"] == "xx preamble."
@@ -434,9 +434,9 @@ def test_load_hf_text_json_and_parquet(tmp_path: Path) -> None:
     pd.DataFrame(HF_ROWS).to_parquet(parquet)
     cache = str(tmp_path / "hf-cache")
     for builder, path in (("json", jsonl), ("parquet", parquet)):
-        text = data.load_hf_text(builder, data_files=str(path), cache_dir=cache)
+        text = hub_data.load_hf_text(builder, data_files=str(path), cache_dir=cache)
         assert text == "Erste Zeile.\n\nZweite Zeile."
-    streamed = data.load_hf_text("json", data_files=str(jsonl), max_chars=8, cache_dir=cache)
+    streamed = hub_data.load_hf_text("json", data_files=str(jsonl), max_chars=8, cache_dir=cache)
     assert streamed == "Erste Ze"
 
 
@@ -444,9 +444,11 @@ def test_load_hf_text_errors(tmp_path: Path) -> None:
     jsonl = tmp_path / "x.jsonl"
     jsonl.write_text(json.dumps({"sentence": "hi"}) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="no field 'text'"):
-        data.load_hf_text("json", data_files=str(jsonl), cache_dir=str(tmp_path / "c"))
+        hub_data.load_hf_text("json", data_files=str(jsonl), cache_dir=str(tmp_path / "c"))
     with pytest.raises(ValueError, match="cannot load dataset"):
-        data.load_hf_text("json", data_files=str(tmp_path / "missing.jsonl"), cache_dir=str(tmp_path / "c"))
+        hub_data.load_hf_text(
+            "json", data_files=str(tmp_path / "missing.jsonl"), cache_dir=str(tmp_path / "c")
+        )
 
 
 def test_evaluation_paragraphs_spread_over_pages_within_the_same_budget() -> None:

@@ -329,15 +329,12 @@ def test_a_hub_models_key_holds_the_commit_its_revision_resolves_to(tmp_path, mo
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelLoadError, match="download it once"):
         experiments.make_config("paper").key()  # offline and not cached: no key, no silent reuse
-    experiments._hub_commit.cache_clear()
     fake_hub_cache(tmp_path, "meta-llama/Llama-3.1-8B", "a" * 40)
     cfg = experiments.make_config("paper")
     assert cfg.model_revision == "main" and cfg.normalized()["model_sha256"] == "a" * 40
     first = cfg.key()
-    experiments._hub_commit.cache_clear()
     fake_hub_cache(tmp_path, "meta-llama/Llama-3.1-8B", "b" * 40)  # a new upload under the same name
     assert experiments.make_config("paper").key() != first
-    experiments._hub_commit.cache_clear()
 
 
 @pytest.mark.parametrize("damaged", ["{}", '{"key": "'])
@@ -482,7 +479,7 @@ def test_a_new_hyperparameter_at_its_default_keeps_old_keys():
 def test_batch_size_auto_resolves_per_use_and_keeps_the_key(model_dir, tmp_path):
     """'auto' (the paper profile's) picks a batch per pass; batch size is not part of the key,
     and masks do not depend on it."""
-    from mwanda.core.prune import AUTO_BATCH_MAX
+    from mwanda.core.memory import AUTO_BATCH_MAX
 
     auto = smoke(model_dir, method="wanda", batch_size="auto")
     assert auto.key() == smoke(model_dir, method="wanda", batch_size=2).key()

@@ -12,7 +12,7 @@ import pytest
 PKG = Path(__file__).resolve().parent.parent / "mwanda"
 # What each layer may import from mwanda (besides itself and the shared plumbing).
 PLUMBING = {"mwanda", "mwanda.errors", "mwanda.io"}
-DATA = {"data", "udhr"}  # the data layer: the embedded corpus, and every UDHR declaration
+DATA = {"data", "hub_data", "udhr"}  # the data layer: the embedded corpus, Hub text, every UDHR declaration
 ALLOWED = {
     "core": set(),
     "evaluation": DATA,
@@ -89,3 +89,42 @@ def test_the_pruning_core_and_cli_load_no_study_package():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_no_module_is_longer_than_about_450_lines():
+    long = [
+        f"{p.relative_to(PKG)} ({n} lines)"
+        for p in sorted(PKG.rglob("*.py"))
+        if (n := len(p.read_text().splitlines())) > 460
+    ]
+    assert long == []
+
+
+def test_no_module_uses_another_modules_private_names():
+    """Public names for what other modules use: no ``from mwanda.x import _name`` or
+    ``x._name`` on an imported mwanda module."""
+    bad = []
+    for path in sorted(PKG.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        modules = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mwanda"):
+                bad += [f"{path.name}: {node.module}.{a.name}" for a in node.names if _private(a.name)]
+                modules |= {a.asname or a.name for a in node.names}
+            elif isinstance(node, ast.Import):
+                modules |= {
+                    (a.asname or a.name).split(".")[0] for a in node.names if a.name.startswith("mwanda")
+                }
+        bad += [
+            f"{path.name}:{node.lineno} {node.value.id}.{node.attr}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+            and _private(node.attr)
+        ]
+    assert bad == []
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from paper_standins import TASK_ROWS, culturax, flores_plus, llama31_like, lm_eval_tasks
 
-from mwanda import data
+from mwanda import data, hub_data
 from mwanda.core.config import ConfigError
 from mwanda.evaluation import tasks
 from mwanda.study import experiments
@@ -54,12 +54,12 @@ def test_stand_ins_are_read_in_the_hubs_own_names(sources):
         flores / "dev" / "deu_Latn.parquet"
     ).exists()
     assert (sources["calib"] / "ja" / "ja_part_00000.parquet").exists()
-    test = data.load_hub_text(str(flores), "de", "test", None)
-    dev = data.load_hub_text(str(flores), "de", "dev", None)
+    test = hub_data.load_hub_text(str(flores), "de", "test", None)
+    dev = hub_data.load_hub_text(str(flores), "de", "dev", None)
     assert test.split("\n\n")[0] in data.load_paragraphs("de", "test").values()
     assert dev.split("\n\n")[0] in data.load_paragraphs("de", "dev").values()
     with pytest.raises(data.DataError, match="languages that have one"):
-        data.load_hub_text(str(flores), "xx", "test", None)
+        hub_data.load_hub_text(str(flores), "xx", "test", None)
 
 
 def test_paper_profile_runs_end_to_end_on_the_stand_ins(sources, tmp_path):

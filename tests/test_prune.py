@@ -9,7 +9,9 @@ from torch import nn
 
 from mwanda.core.blocks import ModelStructureError, capture_inputs, ffn_pair, find_blocks, run_block
 from mwanda.core.config import PruneConfig
-from mwanda.core.prune import BlockInputs, forward_block, make_plan, prune_model
+from mwanda.core.passes import BlockInputs, forward_block
+from mwanda.core.plan import make_plan
+from mwanda.core.prune import prune_model
 
 
 def linears_of(module):
@@ -275,7 +277,7 @@ def test_half_precision_models(dtype, calib):
 
 
 def test_include_exclude_patterns(calib):
-    from mwanda.core.prune import CoverageWarning
+    from mwanda.core.plan import CoverageWarning
 
     model = tiny_model("llama")
     with pytest.warns(CoverageWarning, match="only 44.4% of the blocks' weights"):
@@ -370,10 +372,10 @@ def test_offloaded_blocks_stop_before_pruning(tmp_path, calib):
 def test_auto_batch_size_fits_a_share_of_free_memory(monkeypatch, calib):
     """The largest batch whose activations fit the share: bounded by 1 and nsamples, growing with
     the free memory; and (as for any batch size) the masks are the batch-size-1 masks."""
-    from mwanda.core import prune as prune_mod
+    from mwanda.core import memory as memory_mod
 
     model = tiny_model("llama")
-    per_seq = prune_mod.activation_bytes(model, 16)
+    per_seq = memory_mod.activation_bytes(model, 16)
     assert per_seq == 16 * (6 * 32 + 3 * 64 + 4 * 16) * 4
     for free, nsamples, expected in [
         (0, 12, 1),
@@ -381,14 +383,14 @@ def test_auto_batch_size_fits_a_share_of_free_memory(monkeypatch, calib):
         (4 * per_seq * 1000, 12, 8),
         (4 * per_seq * 1000, 6, 6),
     ]:
-        monkeypatch.setattr(prune_mod, "free_memory", lambda device, free=free: free)
-        assert prune_mod.auto_batch_size(model, nsamples, 16) == expected
+        monkeypatch.setattr(memory_mod, "free_memory", lambda device, free=free: free)
+        assert memory_mod.auto_batch_size(model, nsamples, 16) == expected
     auto = prune_model(clone(model), calib, PruneConfig(method="mwanda"), batch_size=5, progress=False)
     one = prune_model(clone(model), calib, PruneConfig(method="mwanda"), batch_size=1, progress=False)
     assert auto.mask_sha256 == one.mask_sha256
 
 
 def test_free_memory_is_read_from_the_os():
-    from mwanda.core.prune import free_memory
+    from mwanda.core.memory import free_memory
 
     assert 0 < free_memory(torch.device("cpu")) < 2**50

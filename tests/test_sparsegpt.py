@@ -19,7 +19,8 @@ from mwanda.core import methods, sparsegpt
 from mwanda.core.blocks import find_blocks
 from mwanda.core.calibration import CalibrationSet
 from mwanda.core.config import METHODS, ConfigError, PruneConfig
-from mwanda.core.prune import BlockInputs, collect_block_stats, prune_model
+from mwanda.core.passes import BlockInputs, collect_block_stats
+from mwanda.core.prune import prune_model
 from mwanda.core.stats import Hessian, LanguageStats, StatsError, add_hessian
 
 ATOL = 1e-9  # relative to max |W| of the layer; measured differences are below 1e-13

@@ -12,7 +12,8 @@ from torch import nn
 from mwanda.core import stats as stats_mod
 from mwanda.core.blocks import ffn_pair, find_blocks
 from mwanda.core.config import PruneConfig
-from mwanda.core.prune import BlockInputs, collect_block_stats, prune_model
+from mwanda.core.passes import BlockInputs, collect_block_stats
+from mwanda.core.prune import prune_model
 from mwanda.core.stats import Hessian, LanguageStats, StatsError, add_hessian
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from mwanda import data
+from mwanda.build import model_card as mc
 from mwanda.build import tiny_model as tt
 
 MODEL_DIR = tt.MODEL_DIR
@@ -128,8 +129,8 @@ def test_card_settings_are_the_embedded_profiles() -> None:
     from mwanda.study.experiments import profiles
 
     embedded = profiles()["embedded"]
-    assert (embedded["eval_max_chars"], embedded["batch_size"]) == (tt.CARD_MAX_CHARS, tt.CARD_BATCH_SIZE)
-    assert embedded["seqlen"] == tt.CARD_WINDOW
+    assert (embedded["eval_max_chars"], embedded["batch_size"]) == (mc.CARD_MAX_CHARS, mc.CARD_BATCH_SIZE)
+    assert embedded["seqlen"] == mc.CARD_WINDOW
 
 
 # --------------------------------------------------------------------------
@@ -178,11 +179,11 @@ def test_committed_model_reproduces_card(committed: tuple[torch.nn.Module, objec
 
     model, tok = committed
     report = json.loads((MODEL_DIR / "eval.json").read_text(encoding="utf-8"))
-    assert (report["max_chars"], report["window"]) == (tt.CARD_MAX_CHARS, tt.CARD_WINDOW)
+    assert (report["max_chars"], report["window"]) == (mc.CARD_MAX_CHARS, mc.CARD_WINDOW)
     cfg = experiments.make_config("embedded", eval_langs=["en", "ja", "hi"], tasks=[])
     for split in ("test", "udhr"):
         assert experiments._eval_texts(cfg, split) == data.parallel_text(
-            cfg.eval_langs, split, tt.CARD_MAX_CHARS
+            cfg.eval_langs, split, mc.CARD_MAX_CHARS
         )
     rows, _, paragraphs = experiments.evaluate(model, tok, cfg, progress=False)
     assert set(paragraphs) == {"bpb", "udhr_bpb"} and set(paragraphs["bpb"]) == {"en", "ja", "hi"}
@@ -209,7 +210,7 @@ def test_committed_card_is_rendered_from_eval_json_and_states_licences(tmp_path:
 
     for name in ("eval.json", "training_meta.json"):
         shutil.copy(MODEL_DIR / name, tmp_path / name)
-    tt.rewrite_card(tmp_path)
+    mc.rewrite_card(tmp_path)
     card = (tmp_path / "model_card.md").read_text(encoding="utf-8")
     assert card == (MODEL_DIR / "model_card.md").read_text(encoding="utf-8")
     assert "## Licences" in card and "MPL-2.0" in card and "MIT" in card

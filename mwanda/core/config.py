@@ -28,10 +28,15 @@ class ConfigError(UserError, ValueError):
     """A configuration value is invalid; the message names the fix."""
 
 
-def param(default, help: str, *, low=None, high=None, open_low=False, open_high=False, choices=None):
+def param(
+    default, help: str, *, low=None, high=None, open_low=False, open_high=False, choices=None, off=None
+):
     """A PruneConfig field with its one declaration: default, help (CLI and docs), and the range
-    or choices ``validate`` enforces. ``low``/``high`` are inclusive unless ``open_*``."""
-    meta = dict(help=help, low=low, high=high, open_low=open_low, open_high=open_high, choices=choices)
+    or choices ``validate`` enforces. ``low``/``high`` are inclusive unless ``open_*``; ``off``:
+    for a flag that is on by default, what turning it off does (the CLI's ``--no-...`` help)."""
+    meta = dict(
+        help=help, low=low, high=high, open_low=open_low, open_high=open_high, choices=choices, off=off
+    )
     return field(default=default, metadata=meta)
 
 
@@ -83,7 +88,12 @@ class PruneConfig:
     # SparseGPT's paper default: columns per lazy-update block (and mask selection)
     blocksize: int = param(128, "SparseGPT: columns per block", low=1)
     # prune block b on inputs from already-pruned blocks < b (as Wanda)
-    sequential: bool = param(True, "statistics from the already-pruned blocks' outputs")
+    sequential: bool = param(
+        True,
+        "statistics from the already-pruned blocks' outputs",
+        off="collect every block's statistics from the dense model in one pass instead of from the "
+        "already-pruned blocks' outputs (default: sequential)",
+    )
     include: tuple[str, ...] = param((), "fnmatch patterns of linear names to prune (empty: all)")
     exclude: tuple[str, ...] = param((), "fnmatch patterns of linear names to keep dense")
     # recorded for provenance; calibration sampling uses it

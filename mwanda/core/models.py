@@ -9,6 +9,7 @@ error and never goes to the Hub; anything else (``org/name``) is a Hub id.
 
 from __future__ import annotations
 
+import functools
 import pickle
 from pathlib import Path
 
@@ -79,14 +80,14 @@ def hub_revision(repo_id: str, revision: str | None = None) -> str:
 
     Read from the local Hub cache when the model is there (works offline), else asked of the Hub.
     """
-    from huggingface_hub import HfApi, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.utils import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
     cached = try_to_load_from_cache(repo_id, "config.json", revision=revision)
-    if isinstance(cached, str):
+    if isinstance(cached, str):  # a file read: cheap, and always what the cache holds now
         return Path(cached).parent.name  # .../snapshots/<commit>/config.json
     try:
-        return HfApi().model_info(repo_id, revision=revision).sha
+        return _remote_commit(repo_id, revision)
     except GatedRepoError:
         raise ModelLoadError(
             f"{repo_id} is gated: run `huggingface-cli login` and accept its licence on the Hub first."
@@ -104,6 +105,14 @@ def hub_revision(repo_id: str, revision: str | None = None) -> str:
             f"cannot resolve the revision of Hub model {repo_id} ({err.__class__.__name__}); download it "
             "once with network access (it is then read from the cache) or pass a local directory."
         ) from None
+
+
+@functools.lru_cache(maxsize=16)
+def _remote_commit(repo_id: str, revision: str | None) -> str:
+    """Asked of the Hub once per process: a sweep resolves its model's revision once."""
+    from huggingface_hub import HfApi
+
+    return HfApi().model_info(repo_id, revision=revision).sha
 
 
 def resolve_dtype(dtype: str) -> torch.dtype | str:

@@ -15,13 +15,7 @@ to collect and hands it one linear at a time, so it never changes when a method 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import hashlib
-import math
-import os
-import resource
 import time
 import warnings
 from collections.abc import Sequence
@@ -34,226 +28,23 @@ from tqdm.auto import tqdm
 
 from mwanda.core import allocation, methods, scores
 from mwanda.core.blocks import (
-    BlockCall,
-    ModelStructureError,
-    block_device,
-    block_linears,
-    capture_inputs,
-    ffn_pair,
-    find_blocks,
-    run_block,
-    unprunable_weights,
     weight_matrix,
 )
 from mwanda.core.calibration import CalibrationSet
 from mwanda.core.config import ConfigError, PruneConfig
+from mwanda.core.memory import peak_memory, release_memory
+from mwanda.core.passes import BlockInputs, collect_block_stats, forward_block
+from mwanda.core.plan import CoverageWarning, Plan, coverage_warnings, make_plan
 from mwanda.core.report import PruningReport, environment_info
-from mwanda.core.stats import BlockStatsCollector, LanguageStats, StatsComplete
+from mwanda.core.stats import LanguageStats
 from mwanda.core.stats import nbytes as stats_nbytes
-from mwanda.errors import MwandaWarning
 
 Tensor = torch.Tensor
-
-
-# Blocks whose weight matrices mwanda cannot prune (fused expert tensors, say) are refused
-# when those hold more than this share of the block's weights; a smaller share is reported.
-MAX_UNPRUNABLE_SHARE = 0.10
-# A run that prunes less than this share of the blocks' weights (e.g. through --exclude) warns.
-MIN_PRUNED_SHARE = 0.90
-
-
-class CoverageWarning(MwandaWarning):
-    """Part of the model's weights stays dense (excluded or unprunable layers)."""
-
-
-@dataclass
-class _Plan:
-    """What the driver will touch: linears per block, FFN pairs, parameter counts."""
-
-    path: str
-    blocks: nn.ModuleList
-    linears: list[dict[str, nn.Module]]
-    ffn: list[tuple[str, str] | None]
-    params: list[int] = field(init=False)
-    coverage: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.params = [sum(lin.weight.numel() for lin in lins.values()) for lins in self.linears]
-
-
-def make_plan(model: nn.Module, cfg: PruneConfig) -> _Plan:
-    """Find blocks and their prunable linears; fail before any compute on what cannot work."""
-    path, blocks = find_blocks(model)
-    linears = [block_linears(blk, f"{path}.{i}.", cfg.include, cfg.exclude) for i, blk in enumerate(blocks)]
-    if not any(linears):
-        raise ModelStructureError(
-            f"no prunable linear (nn.Linear, Conv1D) inside {path}.* matches include={list(cfg.include)} "
-            f"exclude={list(cfg.exclude)}; loosen the patterns."
-        )
-    _check_not_offloaded(path, linears)
-    check_finite(model)
-    plan = _Plan(path, blocks, linears, [ffn_pair(blk) for blk in blocks])
-    plan.coverage = _coverage(plan)
-    for b, lins in enumerate(linears):
-        for name, lin in lins.items():
-            _check_layer(f"{path}.{b}.{name}", weight_matrix(lin), cfg)
-    return plan
-
-
-def _coverage(plan: _Plan) -> dict:
-    """Share of the blocks' weight matrices that will be pruned; refuses unprunable majorities."""
-    total = sum(p.numel() for blk in plan.blocks for p in blk.parameters() if p.ndim >= 2)
-    foreign = {
-        f"{plan.path}.{b}.{n}": list(shape)
-        for b, blk in enumerate(plan.blocks)
-        for n, shape in unprunable_weights(blk).items()
-    }
-    foreign_params = sum(math.prod(shape) for shape in foreign.values())
-    if total and foreign_params / total > MAX_UNPRUNABLE_SHARE:
-        names = ", ".join(f"{n} {shape}" for n, shape in list(foreign.items())[:4])
-        raise ModelStructureError(
-            f"{foreign_params / total:.0%} of the blocks' weights are in tensors mwanda cannot prune "
-            f"({names}{', ...' if len(foreign) > 4 else ''}): it prunes nn.Linear and Conv1D layers only. "
-            "Mixture-of-experts models whose experts are fused 3-D tensors are not supported yet; use a "
-            "dense model."
-        )
-    fraction = sum(plan.params) / total if total else 0.0
-    return {
-        "block_weights": total,
-        "pruned_layer_weights": sum(plan.params),
-        "fraction": fraction,
-        "unprunable": foreign,
-    }
-
-
-def _check_layer(name: str, W: Tensor, cfg: PruneConfig) -> None:
-    """A layer fits the N:M structure (checked before any compute)."""
-    if cfg.nm is not None and W.shape[1] % cfg.nm[1]:
-        raise ModelStructureError(
-            f"{name} has {W.shape[1]} inputs, not a multiple of {cfg.nm[1]}, so {cfg.structure} groups "
-            f"do not fit; keep it dense with --exclude '{name}' or prune unstructured."
-        )
-
-
-def _check_not_offloaded(path: str, linears: list[dict[str, nn.Module]]) -> None:
-    """Weights that accelerate offloaded (device_map with "disk" or CPU offload) sit on the meta
-    device and are paged in per forward pass: pruning them in place would change nothing."""
-    offloaded = sorted(
-        {f"{path}.{b}" for b, lins in enumerate(linears) for lin in lins.values() if lin.weight.is_meta}
-    )
-    if offloaded:
-        raise ModelStructureError(
-            f"{len(offloaded)} block(s) are offloaded by device_map ({', '.join(offloaded[:3])}"
-            f"{', ...' if len(offloaded) > 3 else ''}): mwanda prunes weights in place and cannot write "
-            "them back to the offloaded store. Load the model without offload (more GPU or CPU memory, "
-            "or --device cpu)."
-        )
-
-
-def check_finite(model: nn.Module) -> None:
-    """Every parameter is finite: a NaN weight would make scores, masks and outputs meaningless
-    (``scores.all_finite``: no temporary of the tensor's size)."""
-    for name, p in model.named_parameters():
-        if p.device.type != "meta" and p.numel() and not scores.all_finite(p.detach()):
-            raise ModelStructureError(
-                f"parameter {name} holds NaN or Inf values: the model is damaged; reload or re-download it."
-            )
-
-
-def coverage_warnings(coverage: dict) -> list[str]:
-    """Loud lines for a run that leaves much of the model's weights unpruned."""
-    out = []
-    if coverage["fraction"] < MIN_PRUNED_SHARE:
-        out.append(
-            f"only {coverage['fraction']:.1%} of the blocks' weights are in pruned layers "
-            f"({coverage['pruned_layer_weights']:,} of {coverage['block_weights']:,}); the model's overall "
-            "sparsity is far below the target."
-        )
-    if coverage["unprunable"]:
-        out.append(f"weights mwanda cannot prune stay dense: {', '.join(coverage['unprunable'])}.")
-    return out
 
 
 def method_needs(cfg: PruneConfig) -> methods.Needs:
     """What ``cfg.method`` reads from a calibration pass (see ``methods.Needs``)."""
     return methods.get(cfg).needs(cfg)
-
-
-@dataclass
-class BlockInputs:
-    """The calibration activations entering the current block, with what replaying any block
-    needs: ``hidden`` [N, T, d], ``calls[b][batch]`` block b's other arguments (each block its own:
-    sliding-window and global layers differ), and per batch the sequences' languages."""
-
-    hidden: Tensor
-    calls: list[list[BlockCall]]
-    lang_idx: list[Tensor]
-    n_langs: int
-
-    @classmethod
-    def capture(cls, model: nn.Module, calib: CalibrationSet, batch_size: int, out: Tensor | None = None):
-        """Run the model up to block 0 (writing into ``out`` when given: a buffer to reuse)."""
-        hidden, calls = capture_inputs(model, calib.input_ids, batch_size, out=out)
-        return cls(hidden, calls, list(calib.lang_index().split(batch_size)), len(calib.languages))
-
-    def hessian_weights(self, balanced: bool) -> Tensor:
-        """Per-language weights of the Hessian sum, fixed before the pass: 1 (every token alike),
-        or w_l = N / (L n_l) (every language alike) from the calibration set's token counts."""
-        idx = torch.cat(self.lang_idx)
-        counts = torch.bincount(idx, minlength=self.n_langs).to(torch.float64) * self.hidden.shape[1]
-        return scores.balanced_weights(counts) if balanced else torch.ones_like(counts)
-
-    def batches(self, index: int):
-        """(start, end, call, language index) per batch, with block ``index``'s calls."""
-        start = 0
-        for call, idx in zip(self.calls[index], self.lang_idx, strict=True):
-            yield start, start + len(idx), call, idx
-            start += len(idx)
-
-
-def collect_block_stats(
-    block: nn.Module,
-    plan_linears: dict[str, nn.Module],
-    x: BlockInputs,
-    *,
-    index: int,
-    prefix: str,
-    ffn: tuple[str, str] | None = None,
-    outs: Tensor | None = None,
-    track_sums: bool = False,
-    hessian_weights: Tensor | None = None,
-) -> dict[str, LanguageStats]:
-    """One forward pass of block ``index`` with hooks; writes its outputs into ``outs`` if given,
-    and without ``outs`` stops each batch once the statistics are complete (``StatsComplete``).
-    ``hessian_weights`` [L]: also collect each input's Hessian (see ``stats.add_hessian``)."""
-    hooked = dict(plan_linears)
-    if ffn is not None and ffn[0] in hooked:
-        hooked.setdefault(ffn[1], dict(block.named_modules())[ffn[1]])
-    collector = BlockStatsCollector(
-        hooked,
-        x.n_langs,
-        ffn if ffn and ffn[0] in plan_linears else None,
-        track_sums=track_sums,
-        hessian_weights=hessian_weights,
-        stop_early=outs is None,
-    )
-    with collector:
-        for start, end, call, idx in x.batches(index):
-            collector.begin_batch(idx)
-            try:
-                y = run_block(block, x.hidden[start:end], call)
-            except StatsComplete:
-                continue
-            if outs is not None:
-                outs[start:end] = y.to(outs.device)
-    stats = collector.finish(prefix)
-    return {name: stats[name] for name in plan_linears}
-
-
-def forward_block(block: nn.Module, x: BlockInputs, outs: Tensor, *, index: int) -> None:
-    """``outs`` = block ``index``(inputs), batch by batch (no hooks)."""
-    for start, end, call, _ in x.batches(index):
-        outs[start:end] = run_block(block, x.hidden[start:end], call).to(outs.device)
 
 
 class MaskHasher:
@@ -270,9 +61,9 @@ class MaskHasher:
         return self._h.hexdigest()
 
 
-def needs_data(cfg: PruneConfig) -> bool:
+def needs_data(cfg: PruneConfig, needs: methods.Needs | None = None) -> bool:
     """Every method but uniform magnitude pruning reads calibration activations."""
-    return method_needs(cfg).data or cfg.allocation != "uniform"
+    return (needs or method_needs(cfg)).data or cfg.allocation != "uniform"
 
 
 def prune_model(
@@ -294,22 +85,26 @@ def prune_model(
     larger batches are faster on CPU. Statistics are exact sums either way.
     """
     clock = _Clock()
+    method = methods.get(cfg)  # resolved once: what it needs decides every pass below
+    needs = method.needs(cfg)
     plan = make_plan(model, cfg)
     _check_calibration(cfg, calib)
     model.eval()
     with torch.no_grad():
         x = (
             clock.time("capture_s", BlockInputs.capture, model, calib, batch_size)
-            if needs_data(cfg)
+            if needs_data(cfg, needs)
             else None
         )
         D, dense_stats = None, []
         if x is not None and (cfg.allocation != "uniform" or not cfg.sequential):
-            D, dense_stats = clock.time("dense_pass_s", _dense_pass, plan, cfg, x, progress)
+            D, dense_stats = clock.time("dense_pass_s", _dense_pass, plan, cfg, needs, x, progress)
             if cfg.sequential:  # the dense pass overwrote the buffer: recapture block 0's inputs
                 x = BlockInputs.capture(model, calib, batch_size, out=x.hidden)
         block_sparsity = _block_sparsities(plan, cfg, D)
-        pruned = clock.time("prune_s", _prune_blocks, plan, cfg, x, block_sparsity, dense_stats, progress)
+        pruned = clock.time(
+            "prune_s", _prune_blocks, plan, cfg, method, x, block_sparsity, dense_stats, progress
+        )
     clock.timings["total_s"] = time.perf_counter() - clock.start
     for line in coverage_warnings(plan.coverage):
         warnings.warn(line, CoverageWarning, stacklevel=2)
@@ -351,7 +146,7 @@ def _check_calibration(cfg: PruneConfig, calib: CalibrationSet | None) -> None:
         raise ConfigError("allocation='cwl' needs calibration data in at least two languages.")
 
 
-def _block_sparsities(plan: _Plan, cfg: PruneConfig, D: Tensor | None) -> list[float]:
+def _block_sparsities(plan: Plan, cfg: PruneConfig, D: Tensor | None) -> list[float]:
     """Each block's target sparsity: OWL's mapping of the scores D_b, or uniform."""
     if D is None or cfg.allocation == "uniform":
         return [cfg.sparsity] * len(plan.blocks)
@@ -369,16 +164,25 @@ class _Pruned:
     stats_bytes: int = 0  # the most that one block's statistics held (stats.nbytes)
 
 
-def _prune_blocks(plan, cfg, x: BlockInputs | None, block_sparsity, dense_stats, progress) -> _Pruned:
+def _prune_blocks(
+    plan: Plan,
+    cfg: PruneConfig,
+    method: methods.Method,
+    x: BlockInputs | None,
+    block_sparsity: list[float],
+    dense_stats: list[dict[str, LanguageStats]],
+    progress: bool,
+) -> _Pruned:
     """Block by block: statistics (sequential: on the pruned prefix's outputs), masks, outputs."""
     per_row = _row_counts(plan, cfg, block_sparsity)
+    needs = method.needs(cfg)
     pruned = _Pruned()
     outs = torch.empty_like(x.hidden) if x is not None and cfg.sequential else None
     for b in tqdm(range(len(plan.blocks)), desc="prune", unit="block", disable=not progress):
-        stats = _block_stats(plan, cfg, b, x, dense_stats)
+        stats = _block_stats(plan, cfg, needs, b, x, dense_stats)
         pruned.stats_bytes = max(pruned.stats_bytes, stats_nbytes(stats))
         release_memory()  # the statistics pass's activations are gone: hand their pages back
-        _prune_block(plan, cfg, b, stats, block_sparsity[b], per_row, pruned)
+        _prune_block(plan, cfg, method, b, stats, block_sparsity[b], per_row, pruned)
         del stats  # the block's Hessians, if any, go now
         if outs is not None and b < len(plan.blocks) - 1:  # the last block's outputs feed nothing
             forward_block(plan.blocks[b], x, outs, index=b)
@@ -387,9 +191,15 @@ def _prune_blocks(plan, cfg, x: BlockInputs | None, block_sparsity, dense_stats,
     return pruned
 
 
-def _block_stats(plan, cfg, b: int, x: BlockInputs | None, dense_stats) -> dict[str, LanguageStats]:
+def _block_stats(
+    plan: Plan,
+    cfg: PruneConfig,
+    needs: methods.Needs,
+    b: int,
+    x: BlockInputs | None,
+    dense_stats: list[dict[str, LanguageStats]],
+) -> dict[str, LanguageStats]:
     """What the method needs of block ``b``: nothing, the dense pass's, or one hooked pass."""
-    needs = method_needs(cfg)
     if not needs.data:
         return {}
     if not cfg.sequential:
@@ -406,10 +216,18 @@ def _block_stats(plan, cfg, b: int, x: BlockInputs | None, dense_stats) -> dict[
     )
 
 
-def _prune_block(plan, cfg, b: int, stats, sparsity: float, per_row: dict, pruned: _Pruned) -> None:
-    """Prune every prunable linear of block ``b`` with ``cfg.method`` (masks, and for SparseGPT
-    the updated weights), and record each layer."""
-    method = methods.get(cfg)
+def _prune_block(
+    plan: Plan,
+    cfg: PruneConfig,
+    method: methods.Method,
+    b: int,
+    stats: dict[str, LanguageStats],
+    sparsity: float,
+    per_row: dict[str, int],
+    pruned: _Pruned,
+) -> None:
+    """Prune every prunable linear of block ``b`` with ``method`` (masks, and for SparseGPT the
+    updated weights), and record each layer."""
     prefix = f"{plan.path}.{b}."
     for name, lin in plan.linears[b].items():
         is_down = plan.ffn[b] is not None and plan.ffn[b][0] == name
@@ -427,7 +245,7 @@ def _prune_block(plan, cfg, b: int, stats, sparsity: float, per_row: dict, prune
 
 
 def dense_blocks(
-    plan: _Plan,
+    plan: Plan,
     x: BlockInputs,
     ffn: bool,
     track_sums: bool,
@@ -462,9 +280,11 @@ def dense_blocks(
         walk.hidden, outs = outs, walk.hidden
 
 
-def _dense_pass(plan: _Plan, cfg: PruneConfig, x: BlockInputs, progress: bool):
-    """Per-block allocation scores D_b, and the statistics themselves when pruning uses them."""
-    needs = method_needs(cfg)  # a Hessian is never kept here: sparsegpt is sequential only
+def _dense_pass(
+    plan: Plan, cfg: PruneConfig, needs: methods.Needs, x: BlockInputs, progress: bool
+) -> tuple[Tensor | None, list[dict[str, LanguageStats]]]:
+    """Per-block allocation scores D_b, and the statistics themselves when pruning uses them
+    (a Hessian is never kept here: SparseGPT is sequential only)."""
     keep_stats = not cfg.sequential and needs.data
     D, kept = [], []
     walk = dense_blocks(
@@ -503,7 +323,7 @@ class _WandaScores(Sequence):
         return scores.wanda(W, scores.wanda_activation(sumsq).to(W.device))
 
 
-def _row_counts(plan: _Plan, cfg: PruneConfig, block_sparsity: list[float]) -> dict[str, int]:
+def _row_counts(plan: Plan, cfg: PruneConfig, block_sparsity: list[float]) -> dict[str, int]:
     """Per-row prune counts for non-uniform row-wise allocation, so the overall target holds."""
     if cfg.allocation == "uniform" or cfg.comparison != "row" or cfg.structure != "unstructured":
         return {}
@@ -527,75 +347,3 @@ def _layer_row(name: str, block: int, mask: Tensor, target: float) -> dict:
         "target_sparsity": target,
         "achieved_sparsity": pruned / mask.numel(),
     }
-
-
-@functools.cache
-def _libc_malloc_trim():
-    """glibc's malloc_trim, or None (musl, macOS, Windows)."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    return getattr(libc, "malloc_trim", None)
-
-
-def release_memory() -> None:
-    """Return freed memory to the OS between blocks.
-
-    glibc keeps the pages of freed large tensors in its heap (they count as resident memory and,
-    fragmented, make a later block grow the heap again: +40-70 MiB on a 110M model); CUDA's caching
-    allocator keeps its blocks too. Costs about a millisecond per call on CPU.
-    """
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    trim = _libc_malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-def peak_memory() -> dict[str, float]:
-    """Peak resident memory of this process (MiB) and, on CUDA, peak allocated GPU memory."""
-    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if torch.cuda.is_available():
-        out["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
-    return out
-
-
-# Share of the free memory that the per-batch activations of ``--batch-size auto`` may use: the
-# rest is for the statistics, the scores of one layer and whatever else runs on the machine.
-AUTO_BATCH_SHARE = 0.25
-# And at most this many sequences: beyond it a CPU gains nothing and holds more. Measured (2 cores,
-# mwanda, 64 x 256 tokens, tiny-ml-llama): 3.1 s at batch 1, 2.3 s at 4, 2.5 s at 8, 2.8 s at 16,
-# 3.6 s at 64; the 110M benchmark model: 16.5 s at 1, 14.2 s at 8.
-AUTO_BATCH_MAX = 8
-
-
-def free_memory(device: torch.device) -> int:
-    """Bytes free for new tensors on ``device``: CUDA's own count, else the OS's MemAvailable."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            fields = dict(line.split(":", 1) for line in fh)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):  # not Linux: the physical memory, halved
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-
-
-def activation_bytes(model: nn.Module, seqlen: int) -> int:
-    """Bytes one calibration sequence adds to a block's forward pass: hidden states, q/k/v and
-    outputs (6 x d), the FFN's gate, up and activation (3 x its width) and the attention scores
-    (heads x seqlen, when the kernel materialises them), in the model's dtype."""
-    cfg = model.config
-    d = getattr(cfg, "hidden_size", None) or cfg.n_embd
-    ffn = getattr(cfg, "intermediate_size", None) or getattr(cfg, "ffn_dim", None) or 4 * d
-    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", 1)
-    itemsize = next(model.parameters()).element_size()
-    return seqlen * (6 * d + 3 * ffn + heads * seqlen) * itemsize
-
-
-def auto_batch_size(model: nn.Module, nsamples: int, seqlen: int, share: float = AUTO_BATCH_SHARE) -> int:
-    """The largest batch (1..min(nsamples, AUTO_BATCH_MAX)) whose activations fit ``share`` of the
-    free memory of the device that computes block 0. Masks do not depend on the batch size
-    (tested); speed and memory do."""
-    _, blocks = find_blocks(model)
-    budget = share * free_memory(block_device(blocks[0]))
-    return max(1, min(nsamples, AUTO_BATCH_MAX, int(budget // activation_bytes(model, seqlen))))

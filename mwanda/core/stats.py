@@ -146,7 +146,7 @@ class Hessian:
 
 def nbytes(stats: dict[str, LanguageStats]) -> int:
     """Bytes the statistics of one block hold: each tensor once, however many linears share it
-    (a shared Hessian), so the growth with the number of languages can be measured (issue 12)."""
+    (a shared Hessian), so the growth with the number of languages can be measured (notebook 08)."""
     seen: dict[int, int] = {}
     for st in stats.values():
         parts = [st.counts, st.sumsq, st.sums, st.active]

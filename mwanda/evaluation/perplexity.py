@@ -61,7 +61,7 @@ class Perplexity:
         return totals | {"ppl": self.ppl, "bpb": self.bits_per_byte, "bpc": self.bits_per_char}
 
 
-# What separates the paragraphs of an evaluation text (``data.parallel_text``, ``data.load_hf_text``).
+# What separates the paragraphs of an evaluation text (``data.parallel_text``, ``hub_data.load_hf_text``).
 PARAGRAPH_BREAK = "\n\n"
 
 

@@ -26,14 +26,12 @@ Nothing here runs at import time; lm-eval, torch and datasets are imported when 
 from __future__ import annotations
 
 import atexit
-import contextlib
 import gzip
 import json
-import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ import yaml
 
 from mwanda.data import REPO_ROOT, language_table
 from mwanda.errors import UserError, first_line
+from mwanda.evaluation.lm_eval_quiet import hflm, no_datasets_progress_bars, quiet_lm_eval_notes
 
 TASKS_DIR = REPO_ROOT / "data" / "tasks"
 TASK_TABLE_FILE = REPO_ROOT / "data" / "task_table.yaml"
@@ -181,7 +180,7 @@ def _cached_task_manager(paths: tuple[str, ...], defaults: bool = True) -> Any:
     """Indexing lm-eval's tasks takes seconds: one manager per set of folders and process."""
     from lm_eval.tasks import TaskManager
 
-    with _quiet_lm_eval_notes():
+    with quiet_lm_eval_notes():
         return TaskManager(include_path=list(paths) or None, include_defaults=defaults)
 
 
@@ -298,78 +297,6 @@ def _unknown_task_message(name: str, include_path: Path | str | None) -> str:
     )
 
 
-class _DropExpectedNotes(logging.Filter):
-    """lm-eval messages that report what is intended: the note, once per task that uses
-    ``custom_dataset`` (every proxy task), about CLI ``--metadata``, which does not apply here;
-    the warning that a mirror's overlay task overrides lm-eval's own (that is the redirect); and
-    that xcopa's own config leaves its metric's defaults to lm-eval; and HFLM's two warnings that
-    it was handed a model object rather than a name (the in-memory pruned model, on purpose).
-    HFLM's warning for each item it truncates to the model's context is counted instead: the
-    count goes into the result, once, rather than a line per item into a notebook."""
-
-    NOTES = (
-        "Custom kwargs can be passed",
-        "overrides existing task from",
-        "is defined, but aggregation is not",  # lm-eval's own xcopa config: it takes the defaults
-        "is defined, but higher_is_better is not",
-        "`pretrained` model kwarg is not of type `str`",  # we pass the in-memory (pruned) model on purpose
-        "Passed an already-initialized model through `pretrained`",
-    )
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.truncated = 0  # items lm-eval cut from the left to fit the model's context
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "Truncating" in message and "from the left" in message:
-            self.truncated += 1  # one warning per item: counted, and reported once in the result
-            return False
-        return not any(note in message for note in self.NOTES)
-
-
-@contextlib.contextmanager
-def _quiet_lm_eval_notes() -> Iterator[_DropExpectedNotes]:
-    names = ("lm_eval.api.task", "lm_eval.tasks._index", "lm_eval.models.huggingface")
-    loggers = [logging.getLogger(n) for n in names]
-    note = _DropExpectedNotes()
-    for logger in loggers:
-        logger.addFilter(note)
-    try:
-        yield note
-    finally:
-        for logger in loggers:
-            logger.removeFilter(note)
-
-
-def _hflm(model: Any, tokenizer: Any, batch_size: int | str, max_length: int | None, progress: bool) -> Any:
-    """lm-eval's HFLM around the in-memory model; without ``progress``, with lm-eval's own switch
-    for its progress bars turned on (``simple_evaluate`` does not pass one through)."""
-    from lm_eval.models.huggingface import HFLM
-
-    class QuietHFLM(HFLM):
-        def loglikelihood(self, requests: list, disable_tqdm: bool = False) -> list:
-            return super().loglikelihood(requests, disable_tqdm=True)
-
-    cls = HFLM if progress else QuietHFLM
-    return cls(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
-
-
-@contextlib.contextmanager
-def _no_datasets_progress_bars() -> Iterator[None]:
-    """``datasets`` draws a bar for every split it prepares and every map/filter lm-eval runs:
-    hundreds of lines above a notebook's figures, saying nothing. Restored afterwards."""
-    import datasets
-
-    was_disabled = datasets.utils.are_progress_bars_disabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if not was_disabled:
-            datasets.enable_progress_bars()
-
-
 def lm_eval_batch_size(model: Any, batch_size: int) -> int | str:
     """``"auto"`` when the model computes on a GPU (lm-eval then finds the largest batch that
     fits, as the paper-scale runs need), else ``batch_size`` (CPU: memory is the limit we set)."""
@@ -387,7 +314,7 @@ def load_tasks(
     overlay = (mirror_overlay(str(task_data), tuple(names)),) if task_data else ()
     manager = _manager_for(names, include_path, *overlay)
     try:
-        with _quiet_lm_eval_notes(), _no_datasets_progress_bars():
+        with quiet_lm_eval_notes(), no_datasets_progress_bars():
             return manager, manager.load(names)
     except Exception as err:  # lm-eval/datasets raise many types; name the fix once
         source = f"the mirror {task_data}" if task_data else "the Hugging Face Hub"
@@ -421,8 +348,8 @@ def evaluate_tasks(
     import lm_eval
 
     manager, loaded = load_tasks(tasks, include_path, task_data)
-    with _quiet_lm_eval_notes() as notes:
-        lm = _hflm(model, tokenizer, batch_size, max_length, progress)
+    with quiet_lm_eval_notes() as notes:
+        lm = hflm(model, tokenizer, batch_size, max_length, progress)
         results = lm_eval.simple_evaluate(
             model=lm,
             tasks=list(loaded["tasks"].values()),

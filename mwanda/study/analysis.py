@@ -15,7 +15,10 @@ import torch
 from mwanda.core import allocation, scores
 from mwanda.core.calibration import CalibrationSet
 from mwanda.core.config import PruneConfig
-from mwanda.core.prune import BlockInputs, auto_batch_size, dense_blocks, make_plan
+from mwanda.core.memory import auto_batch_size
+from mwanda.core.passes import BlockInputs
+from mwanda.core.plan import make_plan
+from mwanda.core.prune import dense_blocks
 from mwanda.core.stats import LanguageStats
 
 

@@ -1,4 +1,4 @@
-"""Every comparison the notebooks print, as one table the README carries (issue 13).
+"""Every comparison the notebooks print, as one table the README carries.
 
 Each notebook collects its ``results.compare`` rows with :func:`rows` and saves them beside its
 figures as ``comparisons.csv`` (``plotting.savetable``); ``make figures`` syncs them into the

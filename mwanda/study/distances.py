@@ -1,4 +1,4 @@
-"""Distances between languages, for the transfer map of the many-language study (issue 12).
+"""Distances between languages, for the transfer map of the many-language study (notebook 08).
 
 URIEL (Littell, Mortensen, Lin, Kairis, Turner, Levin: *URIEL and lang2vec: Representing
 languages as typological, geographical, and phylogenetic vectors*, EACL 2017) describes each

@@ -1,4 +1,4 @@
-"""What calibrating on many languages costs (issue 12, notebook 08): the exact memory law of the
+"""What calibrating on many languages costs (notebook 08): the exact memory law of the
 statistics, and measured times.
 
 The pruning driver keeps, for the block being pruned, per linear layer and per calibration

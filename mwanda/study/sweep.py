@@ -74,7 +74,7 @@ def _mapping(spec: dict, name: str) -> dict:
 
 def load_grid(path: str | Path) -> list[ExperimentConfig]:
     """The configs of grid file ``path``; every error names the file."""
-    spec = experiments._read_yaml(path)
+    spec = experiments.read_yaml(path)
     with experiments.naming_file(path):
         return expand(spec)
 
@@ -82,9 +82,7 @@ def load_grid(path: str | Path) -> list[ExperimentConfig]:
 def pending(configs: list[ExperimentConfig], results_dir: str | Path = RESULTS_DIR) -> list[ExperimentConfig]:
     """The configs without a valid record: a damaged one is warned about and counts as pending."""
     todo = "it counts as pending and the sweep rewrites it"
-    return [
-        c for c in configs if experiments.read_record(experiments.record_path(c, results_dir), todo) is None
-    ]
+    return [c for c in configs if experiments.find_record(c, results_dir, todo) is None]
 
 
 def run_local(

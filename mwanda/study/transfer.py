@@ -1,4 +1,4 @@
-"""Which calibration languages protect which others (issue 12's transfer map, notebook 08).
+"""Which calibration languages protect which others (the transfer map of notebook 08).
 
 Many small calibration subsets are drawn from the corpus's languages, each pruned and evaluated
 on every language. A language outside a subset is *unseen* by that calibration; its damage
