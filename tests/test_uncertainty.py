@@ -127,3 +127,43 @@ def test_describe_says_the_interval_or_that_there_is_none():
     )
     bare = results.compare(_frame({"a": base, "b": base * 0.97}).assign(paragraph_nll=None), "a", "b").iloc[0]
     assert "no paragraph data" in results.describe(bare)
+
+
+def test_hierarchical_interval_is_the_same_statistic_and_wider_when_languages_disagree():
+    """Half the languages gain, half lose: resampling paragraphs and seeds alone holds the
+    languages fixed and calls the mean effect sure; resampling languages too does not."""
+    base = nlls(1, 1.2, noise=0.01)
+    gain = np.array([0.95, 0.95, 1.04, 1.04])[None, :, None]  # per-language effect, mean about -0.5%
+    other = base * gain
+    pages = np.repeat(np.arange(P // 3), 3)  # 10 pages of 3 paragraphs
+    flat = uncertainty.paired_bootstrap(base, other, DENSE, n_boot=500)
+    deep = uncertainty.hierarchical_bootstrap(base, other, DENSE, pages, n_boot=500)
+    assert deep.effect == pytest.approx(flat.effect, rel=1e-12)
+    assert (deep.languages, deep.pages, deep.paragraphs, deep.seeds) == (L, P // 3, P, S)
+    assert flat.verdict == "holds" and deep.verdict == "within noise"
+    assert deep.high - deep.low > 5 * (flat.high - flat.low)
+
+
+def test_hierarchical_pages_move_together():
+    """One page holds all the difference: a cluster resample sees it in or out as a whole, so
+    the interval is wider than when the same paragraphs count as independent pages."""
+    base = nlls(3, 1.1, noise=0.0)
+    other = base.copy()
+    other[:, :, :3] *= 0.7  # the first page's three paragraphs improve a lot
+    clustered = uncertainty.hierarchical_bootstrap(
+        base, other, DENSE, np.repeat(np.arange(10), 3), n_boot=800
+    )
+    separate = uncertainty.hierarchical_bootstrap(base, other, DENSE, np.arange(P), n_boot=800)
+    assert clustered.high - clustered.low > 1.3 * (separate.high - separate.low)
+
+
+def test_hierarchical_bootstrap_is_deterministic_and_checks_its_inputs():
+    base, other, pages = nlls(1, 1.2), nlls(2, 1.1), np.repeat(np.arange(10), 3)
+    a = uncertainty.hierarchical_bootstrap(base, other, DENSE, pages, n_boot=100)
+    assert a == uncertainty.hierarchical_bootstrap(base, other, DENSE, pages.astype(str), n_boot=100)
+    same = uncertainty.hierarchical_bootstrap(base, base.copy(), DENSE, pages)
+    assert (same.low, same.high, same.verdict) == (0.0, 0.0, "within noise")
+    with pytest.raises(ValueError, match="pages gives 29 labels for 30 paragraphs"):
+        uncertainty.hierarchical_bootstrap(base, other, DENSE, pages[:-1])
+    with pytest.raises(ValueError, match="do not pair"):
+        uncertainty.hierarchical_bootstrap(base[:, :2], other, DENSE, pages)

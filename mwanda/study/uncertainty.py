@@ -66,21 +66,12 @@ def paired_bootstrap(
     ``dense``: [L, P]."""
     base, other, dense = (np.asarray(a, dtype=np.float64) for a in (base, other, dense))
     n_seeds = max(base.shape[0], other.shape[0])
-    if (
-        base.ndim != 3
-        or base.shape[1:] != other.shape[1:]
-        or base.shape[1:] != dense.shape
-        or {base.shape[0], other.shape[0]} - {1, n_seeds}
-    ):
-        raise ValueError(
-            f"paragraph NLLs do not pair: base {base.shape}, other {other.shape}, dense {dense.shape} "
-            "(seeds x languages x paragraphs, the same seeds or one; dense: languages x paragraphs)."
-        )
+    _check_shapes(base, other, dense, n_seeds)
     base, other = (np.broadcast_to(a, (n_seeds, *dense.shape)) for a in (base, other))
     n_par = dense.shape[1]
     rng = np.random.default_rng(seed)
-    par_w = rng.multinomial(n_par, np.full(n_par, 1 / n_par), size=n_boot).astype(np.float64)  # [B, P]
-    seed_w = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_boot).astype(np.float64)
+    par_w = _draws(rng, n_par, n_boot)  # [B, P]
+    seed_w = _draws(rng, n_seeds, n_boot)
     dense_sum = par_w @ dense.T  # [B, L]
 
     def replicate_increase(nll: np.ndarray) -> np.ndarray:
@@ -91,3 +82,69 @@ def paired_bootstrap(
     low, high = np.quantile(effects, [(1 - level) / 2, (1 + level) / 2])
     effect = increase(other, dense) - increase(base, dense)
     return Interval(effect, float(low), float(high), n_par, n_seeds)
+
+
+@dataclass(frozen=True)
+class HierarchicalInterval(Interval):
+    """An interval that also resampled the languages and the pages the paragraphs come from."""
+
+    languages: int = 0
+    pages: int = 0
+
+
+def hierarchical_bootstrap(
+    base: np.ndarray,
+    other: np.ndarray,
+    dense: np.ndarray,
+    pages: np.ndarray,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> HierarchicalInterval:
+    """The interval of inc_other - inc_base when the languages, the help pages and the seeds are
+    all samples of larger populations. Each replicate draws, with replacement and independently,
+    L languages out of L, G pages out of G (a page brings all its paragraphs: they are not
+    independent of each other) and S seeds out of S, and weighs every (seed, language, paragraph)
+    cell by the product of the three draws: the pigeonhole bootstrap for crossed random factors
+    (Owen 2007, Ann. Appl. Stat. 1(2)), here with three factors. ``pages`` [P]: the page of each
+    paragraph (any integer or string labels); the arrays as in ``paired_bootstrap``."""
+    base, other, dense = (np.asarray(a, dtype=np.float64) for a in (base, other, dense))
+    n_seeds = max(base.shape[0], other.shape[0])
+    _check_shapes(base, other, dense, n_seeds)
+    _, page_idx = np.unique(np.asarray(pages), return_inverse=True)
+    if page_idx.shape != (dense.shape[1],):
+        raise ValueError(f"pages gives {page_idx.size} labels for {dense.shape[1]} paragraphs.")
+    base, other = (np.broadcast_to(a, (n_seeds, *dense.shape)) for a in (base, other))
+    n_lang, n_pages = dense.shape[0], int(page_idx.max()) + 1
+    rng = np.random.default_rng(seed)
+    lang_w = _draws(rng, n_lang, n_boot)  # [B, L]
+    par_w = _draws(rng, n_pages, n_boot)[:, page_idx]  # [B, P]: a paragraph counts as often as its page
+    seed_w = _draws(rng, n_seeds, n_boot)  # [B, S]
+    dense_sum = par_w @ dense.T  # [B, L]
+
+    def replicate_increase(nll: np.ndarray) -> np.ndarray:
+        ratio = np.einsum("bp,slp->bsl", par_w, nll) / dense_sum[:, None, :]
+        return np.einsum("bs,bl,bsl->b", seed_w, lang_w, ratio) / (n_seeds * n_lang) - 1
+
+    effects = replicate_increase(other) - replicate_increase(base)
+    low, high = np.quantile(effects, [(1 - level) / 2, (1 + level) / 2])
+    effect = increase(other, dense) - increase(base, dense)
+    return HierarchicalInterval(effect, float(low), float(high), dense.shape[1], n_seeds, n_lang, n_pages)
+
+
+def _draws(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
+    """How often each of n units is drawn in each of n_boot resamples of size n: [n_boot, n]."""
+    return rng.multinomial(n, np.full(n, 1 / n), size=n_boot).astype(np.float64)
+
+
+def _check_shapes(base: np.ndarray, other: np.ndarray, dense: np.ndarray, n_seeds: int) -> None:
+    if (
+        base.ndim != 3
+        or base.shape[1:] != other.shape[1:]
+        or base.shape[1:] != dense.shape
+        or {base.shape[0], other.shape[0]} - {1, n_seeds}
+    ):
+        raise ValueError(
+            f"paragraph NLLs do not pair: base {base.shape}, other {other.shape}, dense {dense.shape} "
+            "(seeds x languages x paragraphs, the same seeds or one; dense: languages x paragraphs)."
+        )
