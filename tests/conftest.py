@@ -27,35 +27,27 @@ ARCH_CONFIGS = {
     "opt": dict(hidden_size=32, ffn_dim=64, num_attention_heads=4, word_embed_proj_dim=32),
     "bloom": dict(hidden_size=32, n_head=4),
     "gpt2": dict(n_embd=32, n_head=4, bos_token_id=1, eos_token_id=2),  # Conv1D linears
-    # Gemma 3: sliding-window and global layers with their own rotary tables and masks; the window
-    # is shorter than tiny_calib's 16 tokens so that the two masks differ.
-    "gemma3_text": dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-        query_pre_attn_scalar=8,
-        sliding_window=6,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    ),
+    # Gemma 3: sliding-window and global layers with their own rotary tables and masks (below)
+    "gemma3_text": dict(head_dim=8, query_pre_attn_scalar=8),
 }
+# Layouts with sliding-window layers: the window is shorter than tiny_calib's 16 tokens, so that
+# the sliding and global masks differ.
+WINDOWED = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    sliding_window=6,
+    bos_token_id=1,
+    eos_token_id=2,
+    pad_token_id=0,
+)
+ARCH_CONFIGS["gemma3_text"] |= WINDOWED
 ARCHS = tuple(ARCH_CONFIGS)
 # Further layouts whose blocks differ in their calls (masks, rotary tables), for the replay tests.
 WINDOWED_CONFIGS = {
     "gemma2": dict(ARCH_CONFIGS["gemma3_text"]),
-    "cohere2": dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        sliding_window=6,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    ),
+    "cohere2": dict(WINDOWED),
     "qwen2": dict(ARCH_CONFIGS["qwen2"], use_sliding_window=True, sliding_window=6, max_window_layers=1),
 }
 # Layouts told block by block which attention each layer has: alternate sliding and global.

@@ -64,24 +64,9 @@ def paired_bootstrap(
     [S, L, P], seed s of one paired with seed s of the other; one of them may have a single seed
     (a method that reads no calibration data: magnitude), which then pairs with every seed.
     ``dense``: [L, P]."""
-    base, other, dense = (np.asarray(a, dtype=np.float64) for a in (base, other, dense))
-    n_seeds = max(base.shape[0], other.shape[0])
-    _check_shapes(base, other, dense, n_seeds)
-    base, other = (np.broadcast_to(a, (n_seeds, *dense.shape)) for a in (base, other))
-    n_par = dense.shape[1]
-    rng = np.random.default_rng(seed)
-    par_w = _draws(rng, n_par, n_boot)  # [B, P]
-    seed_w = _draws(rng, n_seeds, n_boot)
-    dense_sum = par_w @ dense.T  # [B, L]
-
-    def replicate_increase(nll: np.ndarray) -> np.ndarray:
-        ratio = np.einsum("bp,slp->bsl", par_w, nll) / dense_sum[:, None, :]  # [B, S, L]
-        return np.einsum("bs,bsl->b", seed_w, ratio) / (n_seeds * nll.shape[1]) - 1
-
-    effects = replicate_increase(other) - replicate_increase(base)
-    low, high = np.quantile(effects, [(1 - level) / 2, (1 + level) / 2])
-    effect = increase(other, dense) - increase(base, dense)
-    return Interval(effect, float(low), float(high), n_par, n_seeds)
+    n_par = np.shape(dense)[1]
+    effect, low, high, n_seeds = _resample(base, other, dense, np.arange(n_par), False, n_boot, seed, level)
+    return Interval(effect, low, high, n_par, n_seeds)
 
 
 @dataclass(frozen=True)
@@ -108,28 +93,40 @@ def hierarchical_bootstrap(
     cell by the product of the three draws: the pigeonhole bootstrap for crossed random factors
     (Owen 2007, Ann. Appl. Stat. 1(2)), here with three factors. ``pages`` [P]: the page of each
     paragraph (any integer or string labels); the arrays as in ``paired_bootstrap``."""
+    _, page_idx = np.unique(np.asarray(pages), return_inverse=True)
+    if page_idx.shape != (np.shape(dense)[1],):
+        raise ValueError(f"pages gives {page_idx.size} labels for {np.shape(dense)[1]} paragraphs.")
+    effect, low, high, n_seeds = _resample(base, other, dense, page_idx, True, n_boot, seed, level)
+    n_lang, n_par = np.shape(dense)
+    return HierarchicalInterval(effect, low, high, n_par, n_seeds, n_lang, int(page_idx.max()) + 1)
+
+
+def _resample(
+    base, other, dense, page_idx: np.ndarray, languages: bool, n_boot: int, seed: int, level: float
+) -> tuple[float, float, float, int]:
+    """(effect, low, high, seeds): each replicate draws the pages (``page_idx`` [P]: a paragraph
+    counts as often as its page is drawn), the seeds and, if ``languages``, the languages."""
     base, other, dense = (np.asarray(a, dtype=np.float64) for a in (base, other, dense))
     n_seeds = max(base.shape[0], other.shape[0])
     _check_shapes(base, other, dense, n_seeds)
-    _, page_idx = np.unique(np.asarray(pages), return_inverse=True)
-    if page_idx.shape != (dense.shape[1],):
-        raise ValueError(f"pages gives {page_idx.size} labels for {dense.shape[1]} paragraphs.")
     base, other = (np.broadcast_to(a, (n_seeds, *dense.shape)) for a in (base, other))
-    n_lang, n_pages = dense.shape[0], int(page_idx.max()) + 1
+    n_lang = dense.shape[0]
     rng = np.random.default_rng(seed)
-    lang_w = _draws(rng, n_lang, n_boot)  # [B, L]
-    par_w = _draws(rng, n_pages, n_boot)[:, page_idx]  # [B, P]: a paragraph counts as often as its page
+    par_w = np.ascontiguousarray(_draws(rng, int(page_idx.max()) + 1, n_boot)[:, page_idx])  # [B, P]
     seed_w = _draws(rng, n_seeds, n_boot)  # [B, S]
+    lang_w = _draws(rng, n_lang, n_boot) if languages else None  # [B, L]
     dense_sum = par_w @ dense.T  # [B, L]
 
     def replicate_increase(nll: np.ndarray) -> np.ndarray:
-        ratio = np.einsum("bp,slp->bsl", par_w, nll) / dense_sum[:, None, :]
+        ratio = np.einsum("bp,slp->bsl", par_w, nll) / dense_sum[:, None, :]  # [B, S, L]
+        if lang_w is None:  # every language once
+            return np.einsum("bs,bsl->b", seed_w, ratio) / (n_seeds * n_lang) - 1
         return np.einsum("bs,bl,bsl->b", seed_w, lang_w, ratio) / (n_seeds * n_lang) - 1
 
     effects = replicate_increase(other) - replicate_increase(base)
     low, high = np.quantile(effects, [(1 - level) / 2, (1 + level) / 2])
     effect = increase(other, dense) - increase(base, dense)
-    return HierarchicalInterval(effect, float(low), float(high), dense.shape[1], n_seeds, n_lang, n_pages)
+    return effect, float(low), float(high), n_seeds
 
 
 def _draws(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
