@@ -53,7 +53,7 @@ $(STAMP): $(ROOT)/pyproject.toml $(ROOT)/constraints.txt
 # notebook holds its results, not thousands of bar updates.
 # Notebooks share work through the results cache (results/), so `make -j figures` is safe.
 figures: $(EXECUTED)
-	$(if $(SYNC_FIGURES),$(PY) -m mwanda.study.claims $(ROOT)/README.md --figures $(ROOT)/figures --update)
+	$(if $(SYNC_FIGURES),$(PY) -m mwanda.study.claims $(ROOT)/docs/results.md --figures $(ROOT)/figures --update)
 
 $(BUILD)/%.ipynb: $(ROOT)/notebooks/%.ipynb $(STAMP) FORCE
 	@mkdir -p $(BUILD) && rm -rf $(BUILD)/figures/$*

@@ -1,4 +1,4 @@
-"""The README's table of every comparison, generated from the notebooks' comparisons.csv."""
+"""docs/results.md's table of every comparison, generated from the notebooks' comparisons.csv."""
 
 import pandas as pd
 import pytest
@@ -85,7 +85,7 @@ def test_main_updates_through_a_rename_and_keeps_the_mode(tmp_path):
 
 
 def test_the_readme_holds_the_committed_comparisons():
-    """The README's full table is what figures/*/comparisons.csv say: regenerate it with
-    `python -m mwanda.study.claims README.md --update` after `make figures`."""
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    """docs/results.md's full table is what figures/*/comparisons.csv say: regenerate it with
+    `python -m mwanda.study.claims docs/results.md --update` after `make figures`."""
+    readme = (REPO_ROOT / "docs" / "results.md").read_text(encoding="utf-8")
     assert claims.block() in readme

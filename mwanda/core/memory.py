@@ -49,7 +49,7 @@ def peak_memory() -> dict[str, float]:
 # Share of the free memory that the per-batch activations of ``--batch-size auto`` may use: the
 # rest is for the statistics, the scores of one layer and whatever else runs on the machine.
 AUTO_BATCH_SHARE = 0.25
-# And at most this many sequences: beyond it a CPU gains nothing and holds more (README,
+# And at most this many sequences: beyond it a CPU gains nothing and holds more (docs/measured.md,
 # "Pruning speed and memory", has the batch sizes measured).
 AUTO_BATCH_MAX = 8
 

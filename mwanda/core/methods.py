@@ -121,7 +121,7 @@ class Wanda(ScoreMethod):
 
 
 class MWanda(ScoreMethod):
-    """M-Wanda: |W_ij| base_j (1 + alpha V_j)(1 + beta P_j) (README, "The method")."""
+    """M-Wanda: |W_ij| base_j (1 + alpha V_j)(1 + beta P_j) (docs/method.md)."""
 
     name = "mwanda"
 

@@ -13,7 +13,7 @@ Scores are returned in float32 (as Wanda computes them); higher score = more imp
 References: Wanda, Sun et al. 2024 (arXiv:2306.11695), score |W_ij| * ||X_j||_2.
 RIA, Zhang et al. 2024 (arXiv:2403.03710), relative importance times activation^a.
 M-Wanda, Choenni & Titov 2025: its exact equations were not available to us; ``mwanda_activation``
-implements this repository's specification of it (README, "The method, as implemented").
+implements this repository's specification of it (docs/method.md).
 """
 
 from __future__ import annotations
