@@ -1,4 +1,4 @@
-"""Command line: mwanda prune|run|sweep|build ... (also python -m mwanda ...).
+"""Command line: mwanda prune|calib|run|sweep|build ... (also python -m mwanda ...).
 
 Every input is checked before the model is loaded, so a typo costs seconds, not a prune.
 """
@@ -128,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--timeout-min", type=int, default=120, help="submitit job time limit")
     sweep.add_argument("--partition", help="SLURM partition")
     sweep.add_argument("--gpus", type=int, default=0, help="GPUs per SLURM job")
+    calib = sub.add_parser("calib", help="write a calibration file for --calib-text from the embedded corpus")
+    calib.add_argument("--out", type=Path, required=True, help="the JSONL file to write")
+    calib.add_argument("--overwrite", action="store_true", help="replace --out if it is a file")
+    calib.add_argument(
+        "--langs", nargs="+", default=None, help="languages (default: the 15 calibration languages)"
+    )
+    calib.add_argument(
+        "--split", default="calib", help="corpus split: calib (default), train is not committed"
+    )
     _add_build_args(sub.add_parser("build", help="rebuild a committed artifact (make corpus|tasks|model)"))
     return parser
 
@@ -160,6 +169,26 @@ def _add_build_args(build: argparse.ArgumentParser) -> None:
     what.add_parser(
         "summary", help="characters per language and split; items per proxy task; UDHR declarations"
     )
+
+
+def cmd_calib(args: argparse.Namespace) -> int:
+    """``{"lang", "text"}`` lines, one per language, from the embedded corpus: what
+    ``mwanda prune --calib-text`` reads. Written atomically; an existing file only with --overwrite."""
+    import json
+
+    from mwanda import data
+    from mwanda.core.report import OutputError
+    from mwanda.io import atomic_write_text
+
+    langs = args.langs or data.languages("calib")
+    texts = {lang: data.load_text(lang, args.split) for lang in langs}  # unknown names fail here
+    if args.out.is_dir() or (args.out.exists() and not args.overwrite):
+        raise OutputError(f"{args.out} exists; choose another --out, or pass --overwrite to replace a file.")
+    lines = "".join(json.dumps({"lang": k, "text": v}, ensure_ascii=False) + "\n" for k, v in texts.items())
+    atomic_write_text(args.out, lines)
+    chars = sum(map(len, texts.values()))
+    print(f"{args.out}: {len(texts)} languages, {chars:,} characters ({args.split} split)")
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -365,7 +394,13 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 def _dispatch(args: argparse.Namespace) -> int:
     try:
-        commands = {"prune": cmd_prune, "run": cmd_run, "sweep": cmd_sweep, "build": cmd_build}
+        commands = {
+            "prune": cmd_prune,
+            "calib": cmd_calib,
+            "run": cmd_run,
+            "sweep": cmd_sweep,
+            "build": cmd_build,
+        }
         return commands[args.command](args)
     except (UserError, OSError) as err:
         if args.debug:

@@ -309,3 +309,19 @@ def test_help_shows_every_flag_with_its_default(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "``" not in capsys.readouterr().out
+
+
+def test_calib_writes_the_corpus_text_prune_reads_and_never_replaces_a_file_silently(tmp_path, capsys):
+    from mwanda import data
+    from mwanda.core.calibration import read_text_jsonl
+
+    out = tmp_path / "calib.jsonl"
+    assert main(["calib", "--out", str(out), "--langs", "de", "ja"]) == 0
+    assert read_text_jsonl(out) == {lang: data.load_text(lang, "calib") for lang in ("de", "ja")}
+    before = out.read_bytes()
+    assert main(["calib", "--out", str(out), "--langs", "en"]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["calib", "--out", str(out), "--langs", "en", "--overwrite"]) == 0
+    assert list(read_text_jsonl(out)) == ["en"]
+    assert main(["calib", "--out", str(tmp_path / "x.jsonl"), "--langs", "xx"]) == 2
+    assert not (tmp_path / "x.jsonl").exists()
