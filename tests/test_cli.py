@@ -281,7 +281,7 @@ def test_nan_weight_stops_the_run_naming_it():
         ),
         (["prune", "--model", "m", "--out", "o", "--sparsity", "0,5"], "invalid float value: '0,5'"),
         (["prune", "--out", "o"], "the following arguments are required: --model"),
-        (["frob"], "invalid choice: 'frob' (choose from 'prune', 'run', 'sweep', 'build')"),
+        (["frob"], "invalid choice: 'frob' (choose from 'prune', 'run', 'sweep', 'calib', 'build')"),
     ],
 )
 def test_argparse_errors_are_one_line(args, message, capsys):
