@@ -19,7 +19,7 @@ NB_NAMES := $(notdir $(basename $(NOTEBOOKS)))
 BUILD := $(ROOT)/build/$(basename $(notdir $(PROFILE)))
 EXECUTED := $(NB_NAMES:%=$(BUILD)/%.ipynb)
 
-.PHONY: all setup gemma figures test lint format lab corpus udhr tasks model gpu-check clean help $(NB_NAMES) FORCE
+.PHONY: all setup git-filters gemma figures test lint format lab corpus udhr tasks model gpu-check clean help $(NB_NAMES) FORCE
 
 all: figures
 
@@ -45,7 +45,21 @@ $(STAMP): $(ROOT)/pyproject.toml $(ROOT)/constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.13.0"
 	$(PY) -m pip install -q -c $(ROOT)/constraints.txt -e "$(ROOT)[study,dev]"
+	$(MAKE) --no-print-directory -C $(ROOT) git-filters
 	touch $@
+
+# Notebooks never carry outputs into git, however they are run: .gitattributes sends every
+# .ipynb through nbstripout (ids kept, the kernel's language details dropped) on `git add`.
+NB_EXTRA_KEYS := metadata.language_info.codemirror_mode metadata.language_info.file_extension \
+	metadata.language_info.mimetype metadata.language_info.nbconvert_exporter \
+	metadata.language_info.pygments_lexer metadata.language_info.version
+git-filters:
+	@if git -C $(ROOT) rev-parse --git-dir >/dev/null 2>&1; then \
+		git -C $(ROOT) config filter.nbstripout.clean "$(VENV)/bin/nbstripout --keep-id"; \
+		git -C $(ROOT) config filter.nbstripout.smudge cat; \
+		git -C $(ROOT) config filter.nbstripout.extrakeys "$(NB_EXTRA_KEYS)"; \
+		git -C $(ROOT) config diff.ipynb.textconv "$(VENV)/bin/nbstripout --keep-id -t"; \
+	fi
 
 # Every notebook, executed headless with papermill (parameters: profile), into build/<profile>/;
 # mwanda.study.execute is papermill's command line with one slow optional import left out.

@@ -28,14 +28,62 @@ def test_no_tracked_file_over_25_mb():
     assert big == []
 
 
-def test_notebooks_have_no_outputs_and_a_parameters_cell():
+def committed_form(path: Path) -> bytes:
+    """What ``git add`` would store for ``path``: the file through the repository's clean filter
+    (nbstripout, set up by `make setup`; ``.gitattributes`` names it)."""
+    clean = subprocess.run(
+        ["git", "-C", str(ROOT), "config", "filter.nbstripout.clean"], capture_output=True, text=True
+    ).stdout.strip()
+    if not clean:
+        pytest.fail("the nbstripout git filter is not set up: run `make setup` (or `make git-filters`)")
+    extra = subprocess.run(
+        ["git", "-C", str(ROOT), "config", "filter.nbstripout.extrakeys"], capture_output=True, text=True
+    ).stdout.strip()
+    assert extra, "filter.nbstripout.extrakeys is missing: run `make git-filters`"
+    return subprocess.run(
+        clean, shell=True, input=path.read_bytes(), capture_output=True, check=True, cwd=ROOT
+    ).stdout
+
+
+def test_notebooks_as_committed_have_no_outputs_and_a_parameters_cell():
     for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        nb = json.loads(nb_path.read_text())
+        nb = json.loads(committed_form(nb_path))
         code = [c for c in nb["cells"] if c["cell_type"] == "code"]
         assert not any(c.get("outputs") or c.get("execution_count") for c in code), (
             f"{nb_path.name} has outputs"
         )
         assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in code), nb_path.name
+
+
+def test_a_notebook_run_in_jupyterlab_commits_as_it_was(tmp_path):
+    """Outputs, execution counts and the kernel's language details (what JupyterLab's autosave
+    writes) never reach git: the clean filter gives back the committed bytes, so `git status`
+    stays clean, whatever ran in the notebook."""
+    path = ROOT / "notebooks" / "03_walk_through_one_layer.ipynb"
+    assert (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "check-attr", "filter", "--", str(path.relative_to(ROOT))],
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .endswith("filter: nbstripout")
+    )
+    nb = json.loads(path.read_text())
+    for i, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+        cell["execution_count"] = i + 1
+        cell["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["masks differ on 7.35%\n"]}]
+    nb["metadata"]["language_info"] |= {
+        "codemirror_mode": {"name": "ipython", "version": 3},
+        "file_extension": ".py",
+        "mimetype": "text/x-python",
+        "nbconvert_exporter": "python",
+        "pygments_lexer": "ipython3",
+        "version": "3.11.7",
+    }
+    ran = tmp_path / path.name
+    ran.write_text(json.dumps(nb, indent=1) + "\n")
+    assert committed_form(ran) == path.read_bytes()
 
 
 def test_torch_pinned_exactly_where_installs_happen():
