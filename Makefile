@@ -44,7 +44,7 @@ $(STAMP): $(ROOT)/pyproject.toml $(ROOT)/constraints.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -c $(ROOT)/constraints.txt -e "$(ROOT)[study,dev]"
+	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install -q -c $(ROOT)/constraints.txt -e "$(ROOT)[study,dev]"
 	$(MAKE) --no-print-directory -C $(ROOT) git-filters
 	touch $@
 
@@ -100,8 +100,9 @@ FORCE:
 lab: $(STAMP)
 	cd $(ROOT)/notebooks && $(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root)
 
+# -v: each test's name shows before it runs, so a long one (a notebook) is never silent.
 test: $(STAMP)
-	cd $(ROOT) && $(PY) -m pytest -q
+	cd $(ROOT) && $(PY) -m pytest -v
 
 # For whoever has a GPU: GPU tests, an 8B-sized random Llama pruned three ways, 2:4 sparse matmul.
 gpu-check: $(STAMP)
