@@ -49,15 +49,12 @@ $(STAMP): $(ROOT)/pyproject.toml $(ROOT)/constraints.txt
 	touch $@
 
 # Notebooks never carry outputs into git, however they are run: .gitattributes sends every
-# .ipynb through nbstripout (ids kept, the kernel's language details dropped) on `git add`.
-NB_EXTRA_KEYS := metadata.language_info.codemirror_mode metadata.language_info.file_extension \
-	metadata.language_info.mimetype metadata.language_info.nbconvert_exporter \
-	metadata.language_info.pygments_lexer metadata.language_info.version
+# .ipynb through nbstripout (cell ids kept) on `git add`. The notebooks hold the kernel metadata
+# JupyterLab writes for this environment's Python, so opening one does not mark it modified.
 git-filters:
 	@if git -C $(ROOT) rev-parse --git-dir >/dev/null 2>&1; then \
 		git -C $(ROOT) config filter.nbstripout.clean "$(VENV)/bin/nbstripout --keep-id"; \
 		git -C $(ROOT) config filter.nbstripout.smudge cat; \
-		git -C $(ROOT) config filter.nbstripout.extrakeys "$(NB_EXTRA_KEYS)"; \
 		git -C $(ROOT) config diff.ipynb.textconv "$(VENV)/bin/nbstripout --keep-id -t"; \
 	fi
 
