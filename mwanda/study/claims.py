@@ -105,9 +105,7 @@ def update_text(text: str, new_block: str) -> str:
     """``text`` with the part between the markers replaced by ``new_block``."""
     start, end = text.find(START), text.find(END)
     if start < 0 or end < start:
-        raise ValueError(
-            f"the page has no claims block; add the two lines\n{START}\n{END}\nwhere it belongs"
-        )
+        raise ValueError(f"the page has no claims block; add the two lines\n{START}\n{END}\nwhere it belongs")
     return text[:start] + new_block + text[end + len(END) :]
 
 
