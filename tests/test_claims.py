@@ -89,3 +89,15 @@ def test_the_readme_holds_the_committed_comparisons():
     `python -m mwanda.study.claims docs/results.md --update` after `make figures`."""
     readme = (REPO_ROOT / "docs" / "results.md").read_text(encoding="utf-8")
     assert claims.block() in readme
+
+
+def test_at_most_five_primary_claims_each_with_its_comparison_and_direction():
+    import yaml
+
+    claims = yaml.safe_load((REPO_ROOT / "data" / "primary_claims.yaml").read_text(encoding="utf-8"))[
+        "claims"
+    ]
+    assert 1 <= len(claims) <= 5 and len({c["id"] for c in claims}) == len(claims)
+    for c in claims:
+        assert {"statement", "notebook", "base", "other", "sparsity", "direction"} <= set(c), c["id"]
+        assert c["direction"].split()[1] in ("<", ">") and 0 < c["sparsity"] < 1
