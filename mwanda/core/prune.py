@@ -75,7 +75,7 @@ def prune_model(
 ) -> PruningReport:
     """Prune ``model`` in place as ``cfg`` says and return the report.
 
-    Phases: plan (what to prune, checked), capture (block 0's calibration inputs), allocate
+    Phases: plan (what to prune, checked), capture (block 0's inputs, every block's call), allocate
     (block sparsities; OWL/CWL need a dense pass), then block by block: statistics, masks, and
     the pruned block's outputs as the next block's inputs.
 
@@ -106,10 +106,24 @@ def prune_model(
             "prune_s", _prune_blocks, plan, cfg, method, x, block_sparsity, dense_stats, progress
         )
     clock.timings["total_s"] = time.perf_counter() - clock.start
+    return _report(model, calib, cfg, plan, pruned, block_sparsity, D, clock.timings)
+
+
+def _report(
+    model: nn.Module,
+    calib: CalibrationSet | None,
+    cfg: PruneConfig,
+    plan: Plan,
+    pruned: _Pruned,
+    block_sparsity: list[float],
+    D: Tensor | None,
+    timings: dict[str, float],
+) -> PruningReport:
+    """The run's report; its coverage and damping notes also as warnings, now."""
     for line in coverage_warnings(plan.coverage):
-        warnings.warn(line, CoverageWarning, stacklevel=2)
+        warnings.warn(line, CoverageWarning, stacklevel=3)
     for line in pruned.warnings:
-        warnings.warn(line, methods.DampingWarning, stacklevel=2)
+        warnings.warn(line, methods.DampingWarning, stacklevel=3)
     return PruningReport.build(
         cfg=cfg,
         calib=calib,
@@ -118,7 +132,7 @@ def prune_model(
         block_sparsity=block_sparsity,
         block_scores=None if D is None else D.tolist(),
         mask_sha256=pruned.hasher.hexdigest(),
-        timings=clock.timings,
+        timings=timings,
         peak_memory=peak_memory() | {"block_statistics_mib": pruned.stats_bytes / 2**20},
         environment=environment_info(),
         coverage=plan.coverage,
