@@ -100,12 +100,15 @@ def layer_diagnostics(cfg, sparsity: float = 0.5, results_dir: str | Path | None
     from ``<results_dir>/diagnostics/<statistics key>-<sparsity>.csv`` (so notebook 09 renders from
     cached results without the model)."""
     from mwanda.io import atomic_write_text
-    from mwanda.study import experiments
+    from mwanda.study import experiments, records
 
     results_dir = experiments.check_results_dir(results_dir or experiments.RESULTS_DIR)
-    path = results_dir / "diagnostics" / f"{experiments.statistics_key(cfg)}-{sparsity:g}.csv"
-    if path.exists():
-        return pd.read_csv(path)
+    name = f"{experiments.statistics_key(cfg)}-{sparsity:g}.csv"
+    path = results_dir / "diagnostics" / name
+    shipped = records.SHIPPED_DIR / "diagnostics" / name  # committed, for the shared results folder
+    for found in (path, shipped if results_dir.resolve() == records.RESULTS_DIR.resolve() else path):
+        if found.exists():
+            return pd.read_csv(found)
     stats = experiments.dense_statistics(cfg, results_dir)
     model, _ = experiments.dense_model(cfg)
     table = layer_table(model, stats.linears, sparsity)
