@@ -188,16 +188,16 @@ class _CallRecorder:
 
         def forward(*args, **kwargs):
             if args:
-                x, rest = args[0], args[1:]
+                x, rest, other = args[0], args[1:], kwargs
             else:
-                kwargs = dict(kwargs)
-                x, rest = kwargs.pop("hidden_states"), ()
-            self.record(b, x, rest, kwargs)
+                other = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+                x, rest = kwargs["hidden_states"], ()
+            self.record(b, x, rest, other)
             if b == len(self.calls) - 1:
                 raise _Captured  # the final norm and the output layer are not needed
             kind = type(block)
             if kind not in self.returns:  # one real call per block class shows its return type
-                self.returns[kind] = real_forward(*args, **kwargs)
+                self.returns[kind] = real_forward(*args, **kwargs)  # as the model called it
             return _with_hidden(self.returns[kind], x)
 
         return forward
