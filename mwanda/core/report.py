@@ -54,7 +54,20 @@ def environment_info() -> dict:
         "python": platform.python_version(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "threads": torch.get_num_threads(),
+        "machine": machine(),
     }
+
+
+def machine() -> str:
+    """The processor the numbers were computed on, and its cores (and the GPU, if any)."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            name = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), name)
+    except OSError:
+        pass
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{name}, {os.cpu_count()} cores{gpu}"
 
 
 @dataclass

@@ -100,15 +100,14 @@ def layer_diagnostics(cfg, sparsity: float = 0.5, results_dir: str | Path | None
     from ``<results_dir>/diagnostics/<statistics key>-<sparsity>.csv`` (so notebook 09 renders from
     cached results without the model)."""
     from mwanda.io import atomic_write_text
-    from mwanda.study import experiments, records
+    from mwanda.study import experiments, shipped
 
     results_dir = experiments.check_results_dir(results_dir or experiments.RESULTS_DIR)
-    name = f"{experiments.statistics_key(cfg)}-{sparsity:g}.csv"
-    path = results_dir / "diagnostics" / name
-    shipped = records.SHIPPED_DIR / "diagnostics" / name  # committed, for the shared results folder
-    for found in (path, shipped if results_dir.resolve() == records.RESULTS_DIR.resolve() else path):
-        if found.exists():
-            return pd.read_csv(found)
+    relative = Path("diagnostics") / f"{experiments.statistics_key(cfg)}-{sparsity:g}.csv"
+    found = shipped.find_file(relative, results_dir)  # computed here, else committed
+    if found is not None:
+        return pd.read_csv(found)
+    path = results_dir / relative
     stats = experiments.dense_statistics(cfg, results_dir)
     model, _ = experiments.dense_model(cfg)
     table = layer_table(model, stats.linears, sparsity)

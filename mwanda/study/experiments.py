@@ -52,11 +52,11 @@ from mwanda.study.records import (
     RecordError,
     RecordWarning,
     check_results_dir,
-    find_record,
     read_record,
     record_path,
     record_problem,
 )
+from mwanda.study.shipped import find_record
 
 # The study's one entry point for notebooks: the runner's own names and those of the config,
 # profiles and records it is built on.
@@ -100,6 +100,9 @@ __all__ = [
 ]
 
 
+RECORD_LOG = "MWANDA_RECORD_LOG"  # the environment variable naming run()'s record log
+
+
 def default_progress() -> bool:
     """Progress bars and a line per record, unless ``TQDM_DISABLE`` is set (tqdm's own switch,
     which silences the bars of the libraries too): `make figures` sets it, so an executed notebook
@@ -120,6 +123,7 @@ def run(
     path = record_path(cfg, check_results_dir(results_dir))
     cached = None if force else find_record(cfg, results_dir, on_damage="recomputing it")
     if cached is not None:
+        _log_record(cfg, "cached" if path.exists() else "shipped")
         return cached
     start = time.perf_counter()
     _eval_texts(cfg, cfg.eval_split)  # a missing dataset fails here, before the model is loaded
@@ -152,9 +156,20 @@ def run(
         "seconds": time.perf_counter() - start,
     }
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    _log_record(cfg, "computed")
     if progress:
         print(f"record: {path}\n{summarize(record)}")
     return record
+
+
+def _log_record(cfg: ExperimentConfig, source: str) -> None:
+    """Append "<key>\t<source>" to the file ``$MWANDA_RECORD_LOG`` names, if any: `make figures`
+    learns which notebook read which records and which it had to compute (``reproduce.status``).
+    One short line per write in append mode, so parallel jobs never interleave within a line."""
+    log = os.environ.get(RECORD_LOG)
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"{cfg.key()}\t{source}\n")
 
 
 def evaluate(model, tokenizer, cfg: ExperimentConfig, progress: bool = True) -> tuple[list[dict], dict, dict]:

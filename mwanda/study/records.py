@@ -3,7 +3,8 @@
 Records are written atomically, so a crash never loses or corrupts earlier ones, and writers of
 different configs never touch the same file. Every reader goes through ``read_record``, which
 checks a record's schema: a damaged file (a copy cut short, a hand edit) is recomputed by the
-runner, pending for a sweep and skipped by ``results``.
+runner, pending for a sweep and skipped by ``results``. The records committed with the repository
+are kept in a compact form (``shipped``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from mwanda.core.config import ConfigError
@@ -18,10 +20,6 @@ from mwanda.errors import MwandaWarning, UserError
 from mwanda.study.config import REPO_ROOT, ExperimentConfig
 
 RESULTS_DIR = REPO_ROOT / "results"
-# Records committed with the repository (``results/shipped/``, computed on 2 CPU cores): the
-# runner reuses one whose key matches a config run against the shared results folder, so a fresh
-# clone renders a notebook without recomputing it. Other results folders start empty.
-SHIPPED_DIR = RESULTS_DIR / "shipped"
 
 
 def check_results_dir(results_dir: str | Path) -> Path:
@@ -34,18 +32,6 @@ def check_results_dir(results_dir: str | Path) -> Path:
     if not os.access(results_dir, os.W_OK):
         raise ConfigError(f"results directory {results_dir} is not writable; choose another.")
     return results_dir
-
-
-def find_record(
-    cfg: ExperimentConfig, results_dir: str | Path = RESULTS_DIR, on_damage: str | None = None
-) -> dict | None:
-    """The record of ``cfg`` in ``results_dir``, else, for the shared results folder, the shipped
-    one of the same key (``SHIPPED_DIR``); None if neither holds it (``read_record``'s checks and
-    ``on_damage`` apply to both)."""
-    found = read_record(record_path(cfg, results_dir), on_damage)
-    if found is None and Path(results_dir).resolve() == RESULTS_DIR.resolve():
-        found = read_record(record_path(cfg, SHIPPED_DIR), on_damage)
-    return found
 
 
 def record_path(cfg: ExperimentConfig, results_dir: str | Path = RESULTS_DIR) -> Path:
@@ -100,14 +86,17 @@ METRIC_SCHEMA = {
 }
 
 
-def read_record(path: str | Path, on_damage: str | None = None) -> dict | None:
+def read_record(
+    path: str | Path, on_damage: str | None = None, reader: Callable[[Path], dict | None] | None = None
+) -> dict | None:
     """The record stored at ``path``, or None if there is none. A damaged file raises
     RecordError, or, given ``on_damage`` (what the caller does instead), warns once with a
     RecordWarning naming the file and returns None: so no reader trusts or crashes on half a
-    record, and the one bad file does not stop a sweep or a notebook."""
+    record, and the one bad file does not stop a sweep or a notebook. ``reader`` parses another
+    form of record (``shipped.read``) under the same rule."""
     path = Path(path)
     try:
-        rec = _parse_record(path)
+        rec = (reader or _parse_record)(path)
     except RecordError as err:
         if on_damage is None:
             raise

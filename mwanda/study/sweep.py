@@ -39,10 +39,14 @@ SPARSEGPT_VARIANTS = {
 
 
 def expand(spec: dict) -> list[ExperimentConfig]:
-    """Configs of a grid spec: ``profile``, ``base`` (fixed keys), ``grid`` (key -> list of values)."""
-    unknown = sorted(set(spec) - {"profile", "base", "grid"})
+    """Configs of a grid spec: ``profile``, ``base`` (fixed keys), ``grid`` (key -> list of
+    values); or ``profile`` and ``configs``, a list of configs each given in full (what
+    ``python -m mwanda.study.reproduce grid`` writes for a cluster)."""
+    unknown = sorted(set(spec) - {"profile", "base", "grid", "configs"})
     if unknown:
         raise ConfigError(f"unknown grid key(s) {unknown}; a grid file has profile, base and grid.")
+    if "configs" in spec:
+        return _listed(spec)
     base, grid = _mapping(spec, "base"), _mapping(spec, "grid")
     for k, values in grid.items():
         if not isinstance(values, list) or not values:
@@ -60,6 +64,17 @@ def expand(spec: dict) -> list[ExperimentConfig]:
             seen.add(cfg.key())
             configs.append(cfg)
     return configs
+
+
+def _listed(spec: dict) -> list[ExperimentConfig]:
+    """The configs of a spec's ``configs`` list (no base or grid beside it)."""
+    if set(spec) - {"profile", "configs"}:
+        raise ConfigError("a grid file with configs has only profile beside it; drop base and grid.")
+    listed = spec["configs"]
+    if not isinstance(listed, list) or not all(isinstance(c, dict) for c in listed):
+        raise ConfigError("configs must be a list of mappings of config keys to values.")
+    configs = [experiments.make_config(spec.get("profile", "embedded"), **c) for c in listed]
+    return list({c.key(): c for c in configs}.values())
 
 
 def _mapping(spec: dict, name: str) -> dict:
