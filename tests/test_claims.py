@@ -25,7 +25,11 @@ def _compared(**extra) -> pd.DataFrame:
                 "low": -0.0015,
                 "high": -0.0004,
                 "paragraphs": 122,
-                "verdict": "holds",
+                "h_low": -0.0021,
+                "h_high": 0.0002,
+                "p_value": 0.08,
+                "pages": 26,
+                "verdict": "within noise",
             }
             | extra
         ]
@@ -52,13 +56,49 @@ def test_markdown_prints_effect_interval_count_and_verdict(tmp_path):
     table = claims.collect(tmp_path)
     text = claims.markdown(table)
     row = (
-        "| 04 | test | 50% | mwanda vs wanda | "
-        "+1.40% vs +1.50% | -0.10 | -0.15 to -0.04 | 11/20 | 3 | holds |"
+        "| 04 | exploratory | test | 50% | mwanda vs wanda | "
+        "+1.40% vs +1.50% | -0.10 | -0.15 to -0.04 | -0.21 to +0.02 | 11/20 | 3 | 0.080 | within noise |"
     )
     assert row in text
-    assert text.endswith("1 comparisons: 1 holds, 0 within noise, 0 reversed.\n")
-    nan = claims.markdown(table.assign(low=float("nan"), high=float("nan")))
-    assert "| -0.10 | – | 11/20 |" in nan
+    assert text.endswith("1 comparisons. tiny model, exploratory: 1 (0 holds, 1 within noise, 0 reversed).\n")
+    nan = table.assign(low=float("nan"), high=float("nan"), h_low=float("nan"), p_value=float("nan"))
+    assert "| -0.10 | – | – | 11/20 | 3 | – | within noise |" in claims.markdown(nan)
+
+
+def test_judge_holm_adjusts_each_family_and_counts_a_repeated_row_once():
+    one = claims.rows(_compared(), "test").assign(notebook="04")
+    rows = pd.concat(
+        [
+            one.assign(p_value=0.02),  # primary P2 on the tiny model
+            one.assign(p_value=0.02),  # the same row printed again: counted once
+            one.assign(setting="60%", p_value=0.03, difference=-0.004),  # primary P3
+            one.assign(setting="70%", p_value=0.01, difference=-0.01),  # exploratory alone
+            one.assign(notebook="09", p_value=0.03, difference=0.002),  # Gemma's P2: reversed
+        ],
+        ignore_index=True,
+    )
+    sel = [
+        ("P2", {"split": "test", "setting": "50%", "other": "mwanda", "base": "wanda"}),
+        ("P3", {"setting": "60%"}),
+    ]
+    out = claims.judge(rows, sel)
+    assert list(out["claim"]) == ["P2", "P3", "exploratory", "P2"]
+    assert list(out["model"]) == ["tiny model"] * 3 + ["Gemma 3 270M"]
+    assert out["p_holm"].tolist() == pytest.approx([0.04, 0.04, 0.01, 0.03])  # two primaries: x2, x1
+    assert list(out["verdict"]) == ["holds", "holds", "holds", "reversed"]
+    loose = claims.judge(rows.assign(p_value=[0.06, 0.06, 0.01, 0.01, 0.03]), sel)
+    assert list(loose["verdict"])[:2] == ["within noise", "holds"]  # 0.06 and 0.02 after Holm
+
+
+def test_every_primary_claim_row_selector_names_a_committed_row():
+    """Of each notebook whose comparisons are committed: a selector that matches nothing (a renamed
+    setting, a label changed) would silently make a primary claim exploratory."""
+    table = claims.judge(claims.collect())
+    rendered = set(table["notebook"].astype(str))
+    for cid, sel in claims.primary_selectors():
+        if sel["notebook"] in rendered:
+            hit = table[table["claim"] == cid]
+            assert (hit["notebook"].astype(str) == sel["notebook"]).sum() == 1, (cid, sel)
 
 
 def test_update_replaces_only_the_block_and_refuses_a_readme_without_markers(tmp_path):
@@ -79,7 +119,7 @@ def test_main_updates_through_a_rename_and_keeps_the_mode(tmp_path):
     args = [str(readme), "--figures", str(tmp_path / "figs")]
     assert claims.main(args) == 1  # differs, not updated
     assert claims.main([*args, "--update"]) == 0
-    assert "| 01 | test | 50% |" in readme.read_text() and readme.stat().st_mode & 0o777 == 0o640
+    assert "| 01 | exploratory | test | 50% |" in readme.read_text() and readme.stat().st_mode & 0o777 == 0o640
     assert claims.main(args) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "figs"]
 

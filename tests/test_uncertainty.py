@@ -122,7 +122,8 @@ def test_describe_says_the_interval_or_that_there_is_none():
     text = results.describe(row, names={"a": "Wanda", "b": "M-Wanda"}.get)
     assert text.startswith("M-Wanda ") and " vs Wanda " in text and text.endswith(": holds.")
     assert (
-        f"95% interval {row['low'] * 100:+.2f} to {row['high'] * 100:+.2f}, over {P} paragraphs x {S} seeds"
+        f"95% interval {row['low'] * 100:+.2f} to {row['high'] * 100:+.2f} over {P} paragraphs x {S} seeds; "
+        f"{row['h_low'] * 100:+.2f} to {row['h_high'] * 100:+.2f} over {L} languages, {P} pages, {S} seeds"
         in text
     )
     bare = results.compare(_frame({"a": base, "b": base * 0.97}).assign(paragraph_nll=None), "a", "b").iloc[0]
@@ -142,6 +143,34 @@ def test_hierarchical_interval_is_the_same_statistic_and_wider_when_languages_di
     assert (deep.languages, deep.pages, deep.paragraphs, deep.seeds) == (L, P // 3, P, S)
     assert flat.verdict == "holds" and deep.verdict == "within noise"
     assert deep.high - deep.low > 5 * (flat.high - flat.low)
+
+
+def test_compare_bases_its_verdict_on_the_hierarchical_interval():
+    """The languages disagree: the paragraph bootstrap alone would call it; the verdict does not."""
+    base = nlls(1, 1.2, noise=0.01)
+    other = base * np.array([0.95, 0.95, 1.04, 1.04])[None, :, None]
+    row = results.compare(_frame({"a": base, "b": other}), "a", "b").iloc[0]
+    assert row["high"] < 0 and row["h_low"] < 0 < row["h_high"] and row["verdict"] == "within noise"
+    assert row["p_value"] > 0.05 and row["pages"] == P  # a text without pages: a paragraph each
+
+
+def test_pages_of_the_embedded_text_and_a_text_of_another_length_refused():
+    from mwanda import data
+
+    row = {"corpus": "embedded", "eval_split": "test", "eval_max_chars": 5000, "eval_sample": "first"}
+    ids = data.eval_ids("test", 5000, "first")
+    pages = results.paragraph_pages(row, "bpb", len(ids))
+    assert list(pages) == [data.page_of(i) for i in ids] and 1 < len(set(pages)) < len(ids)
+    assert list(results.paragraph_pages(row, "udhr_bpb", 7)) == list(range(7))
+    with pytest.raises(ValueError, match="evaluated on another text"):
+        results.paragraph_pages(row, "bpb", len(ids) - 1)
+
+
+def test_holm_adjusts_step_down_and_keeps_order():
+    p = np.array([0.01, 0.04, 0.03, np.nan, 0.005])
+    adjusted = uncertainty.holm(p)
+    assert np.allclose(adjusted[[4, 0, 2, 1]], [0.02, 0.03, 0.06, 0.06]) and np.isnan(adjusted[3])
+    assert np.all(uncertainty.holm(np.array([0.5, 0.9])) == [1.0, 1.0])
 
 
 def test_hierarchical_pages_move_together():

@@ -7,8 +7,10 @@ Importing papermill imports nbformat's validator, which imports jsonschema, whic
 parser for internationalised URIs (the ``rfc3987_syntax`` package, installed for Jupyter's
 event schemas) on import: 1.0 of papermill's 1.5 s of imports, paid by every notebook of every
 ``make figures``. Notebook validation never checks that format, so the package is kept out of
-this process (jsonschema imports it optionally and goes on without it). Everything else is
-papermill's command line unchanged: same options, same output, same exit status.
+this process (jsonschema imports it optionally and goes on without it). The kernel is reached
+over local sockets (ipc) rather than TCP on localhost: no port to race for under ``make -j``, and
+no "running over TCP without encryption" warning per notebook. Everything else is papermill's
+command line unchanged: same options, same output, same exit status.
 """
 
 from __future__ import annotations
@@ -19,15 +21,36 @@ import sys
 OPTIONAL_IMPORTS_LEFT_OUT = ("rfc3987_syntax",)
 
 
+def _register_ipc_engine() -> str:
+    """Papermill's default engine with kernels on ipc sockets; returns the engine's name."""
+    from jupyter_client.manager import AsyncKernelManager
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs) -> None:
+            super().__init__(transport="ipc", **kwargs)  # sockets beside the connection file
+
+    class IPCEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            kwargs.setdefault("kernel_manager_class", IPCKernelManager)
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register("mwanda-ipc", IPCEngine)
+    return "mwanda-ipc"
+
+
 def main(argv: list[str] | None = None) -> int:
     for name in OPTIONAL_IMPORTS_LEFT_OUT:
         sys.modules.setdefault(name, None)  # None: "import name" raises ImportError
     from papermill.cli import papermill as cli
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--engine" not in args:
+        args = ["--engine", _register_ipc_engine(), *args]
+
     try:
-        cli.main(
-            args=list(sys.argv[1:] if argv is None else argv), prog_name="papermill", standalone_mode=False
-        )
+        cli.main(args=args, prog_name="papermill", standalone_mode=False)
     except SystemExit as stop:  # papermill exits by itself on some errors
         return stop.code if isinstance(stop.code, int) else 1
     return 0

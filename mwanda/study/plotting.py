@@ -183,11 +183,14 @@ def bars_per_language(
     ylabel: str | None = None,
     percent: bool = False,
     per_row: int = 10,
+    chance: float | None = None,
 ) -> plt.Figure:
     """Bars per language (mean over seeds, whiskers = min..max over seeds), one colour per label,
     in the repository's method order. Languages are faceted into rows of ``per_row`` so the chart
     reads at notebook width; codes on the axis, names in the caption; held-out languages (per
-    ``roles``) in italic grey. ``percent``: y is a share (accuracy), shown in percent."""
+    ``roles``) in italic grey. ``percent``: y is a share (accuracy), shown in percent.
+    ``chance``: a dashed line at that value (a task's chance accuracy), in the legend; a bar of
+    exactly 0 is then marked "0" so it does not read as missing data."""
     order = list(order) if order is not None else list(dict.fromkeys(df["language"]))
     hue_order = label_order(df[hue])
     colors = colors or palette(hue_order)
@@ -217,6 +220,14 @@ def bars_per_language(
             percent_axis(ax.yaxis)
         ax.set(xlabel="")
         _mark_held_out(ax, roles)
+        if chance is not None:
+            ax.axhline(chance, color="#555555", ls="--", lw=1, label="chance" if ax is axes[0, 0] else None)
+            for bar in ax.patches:  # seaborn's bars; an empty hue slot has no height
+                if bar.get_height() == 0 and bar.get_width() > 0:
+                    x = bar.get_x() + bar.get_width() / 2
+                    ax.annotate(
+                        "0", (x, 0), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7
+                    )
     top = axes[0, 0]
     name_legend(top, outside=True)
     top.set_title(title)

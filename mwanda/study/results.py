@@ -30,6 +30,7 @@ EVAL_KEYS = (
     "dtype",
     "eval_split",
     "eval_max_chars",
+    "eval_sample",
     "eval_window",
 )
 
@@ -134,10 +135,13 @@ def compare(
     lower), the paired per-seed differences of the means over languages (``seed_min``,
     ``seed_max``, ``seeds``); ``low`` and ``high``, the 95% interval of ``difference`` from the
     paired bootstrap over evaluation paragraphs and seeds (``uncertainty.paired_bootstrap``),
-    with the ``paragraphs`` it resampled; and ``verdict``: 'holds' if the interval is below 0,
-    'reversed' if above, else 'within noise'. Without paragraph NLLs in the records (an older
-    record, a tokenizer without offsets) the interval is NaN and the verdict falls back to the
-    seeds: 'holds' if ``other`` is lower in every seed, 'reversed' if higher in every seed.
+    with the ``paragraphs`` it resampled; ``h_low``, ``h_high`` and ``p_value``, the interval and
+    two-sided p-value of the hierarchical bootstrap, which also resamples the languages and the
+    ``pages`` the paragraphs come from (``uncertainty.hierarchical_bootstrap``); and
+    ``verdict``, from the hierarchical interval: 'holds' if it is below 0, 'reversed' if above,
+    else 'within noise'. Without paragraph NLLs in the records (an older record, a tokenizer
+    without offsets) the intervals are NaN and the verdict falls back to the seeds: 'holds' if
+    ``other`` is lower in every seed, 'reversed' if higher in every seed.
     """
     d = df[(df["metric"] == metric) & df["label"].isin([base, other])]
     d = d.assign(label=d["label"].astype(str))
@@ -151,9 +155,9 @@ def compare(
                 per_seed[label] = per_seed[label].dropna().iloc[0]
         per_seed = per_seed.dropna()
         gap = per_seed[other] - per_seed[base]
-        interval = _interval(g, base, other)
-        if interval is not None:
-            verdict = interval.verdict
+        interval, wide = _intervals(g, base, other, metric)
+        if wide is not None:
+            verdict = wide.verdict
         else:
             verdict = "holds" if (gap < 0).all() else "reversed" if (gap > 0).all() else "within noise"
         rows.append(
@@ -172,6 +176,10 @@ def compare(
                 "low": math.nan if interval is None else interval.low,
                 "high": math.nan if interval is None else interval.high,
                 "paragraphs": 0 if interval is None else interval.paragraphs,
+                "h_low": math.nan if wide is None else wide.low,
+                "h_high": math.nan if wide is None else wide.high,
+                "p_value": math.nan if wide is None else wide.p_value,
+                "pages": 0 if wide is None else wide.pages,
                 "verdict": verdict,
             }
         )
@@ -179,17 +187,21 @@ def compare(
 
 
 def describe(row, names=None, digits: int = 2) -> str:
-    """One sentence for a ``compare`` row: both means, the difference with its 95% interval and
-    what it was resampled over, the languages where ``other`` is lower, and the verdict.
+    """One sentence for a ``compare`` row: both means, the difference with its 95% intervals and
+    what each resampled, the languages where ``other`` is lower, and the verdict (hierarchical).
     ``names``: label -> display name (default: the labels)."""
     name = (lambda label: label) if names is None else names
     r = row  # a Series from iterrows, or a dict: both index by column name
     pts = lambda v: f"{v * 100:+.{digits}f}"  # noqa: E731
+    seeds = f"{r['seeds']} seed{'s' if r['seeds'] > 1 else ''}"
     if r["paragraphs"]:
-        over = f"{r['paragraphs']} paragraphs x {r['seeds']} seed{'s' if r['seeds'] > 1 else ''}"
-        spread = f"95% interval {pts(r['low'])} to {pts(r['high'])}, over {over}"
+        spread = (
+            f"95% interval {pts(r['low'])} to {pts(r['high'])} over {r['paragraphs']} paragraphs x {seeds}"
+        )
+        if r.get("pages"):
+            wide = f"{r['languages']} languages, {r['pages']} pages, {seeds}"
+            spread += f"; {pts(r['h_low'])} to {pts(r['h_high'])} over {wide}"
     else:
-        seeds = f"{r['seeds']} seed{'s' if r['seeds'] > 1 else ''}"
         spread = f"per seed {pts(r['seed_min'])} to {pts(r['seed_max'])}, {seeds}; no paragraph data"
     means = [f"{name(r[k])} {r[f'{k}_mean']:+.{digits}%}" for k in ("other", "base")]
     return (
@@ -199,13 +211,15 @@ def describe(row, names=None, digits: int = 2) -> str:
     )
 
 
-def _interval(g: pd.DataFrame, base: str, other: str) -> uncertainty.Interval | None:
-    """The paired bootstrap of one comparison group, or None without paragraph NLLs. Seeds pair
-    by number (a label with one seed, such as magnitude pruning, pairs with all of them);
-    languages are those both labels have in every seed."""
+def _intervals(
+    g: pd.DataFrame, base: str, other: str, metric: str
+) -> tuple[uncertainty.Interval | None, uncertainty.HierarchicalInterval | None]:
+    """The paired and the hierarchical bootstrap of one comparison group, or Nones without
+    paragraph NLLs. Seeds pair by number (a label with one seed, such as magnitude pruning, pairs
+    with all of them); languages are those both labels have in every seed."""
     columns = ("paragraph_nll", "dense_paragraph_nll")
     if any(c not in g.columns or g[c].isna().any() for c in columns):
-        return None
+        return None, None
     seeds = {label: sorted(g.loc[g["label"] == label, "seed"].unique()) for label in (base, other)}
     if len(seeds[base]) > 1 and len(seeds[other]) > 1:
         seeds[base] = seeds[other] = sorted(set(seeds[base]) & set(seeds[other]))
@@ -224,8 +238,34 @@ def _interval(g: pd.DataFrame, base: str, other: str) -> uncertainty.Interval | 
     def nll(label: str) -> np.ndarray:
         return np.array([[cells[(label, s, lang)] for lang in langs] for s in seeds[label]])
 
-    dense = g.drop_duplicates("language").set_index("language").loc[langs, "dense_paragraph_nll"]
-    return uncertainty.paired_bootstrap(nll(base), nll(other), np.array(dense.tolist()))
+    dense = np.array(
+        g.drop_duplicates("language").set_index("language").loc[langs, "dense_paragraph_nll"].tolist()
+    )
+    pages = paragraph_pages(g.iloc[0], metric, dense.shape[1])
+    return (
+        uncertainty.paired_bootstrap(nll(base), nll(other), dense),
+        uncertainty.hierarchical_bootstrap(nll(base), nll(other), dense, pages),
+    )
+
+
+def paragraph_pages(row, metric: str, n: int) -> np.ndarray:
+    """The help page of each of the ``n`` evaluation paragraphs behind ``metric`` in the
+    evaluation ``row`` describes (its corpus, split, characters and sample): the clusters of the
+    hierarchical bootstrap. A text without pages (the UDHR, a Hub dataset) makes every paragraph
+    its own cluster."""
+    from mwanda import data
+
+    if metric != "bpb" or row.get("corpus") != "embedded":
+        return np.arange(n)
+    max_chars = None if pd.isna(row["eval_max_chars"]) else int(row["eval_max_chars"])
+    sample = row.get("eval_sample") or "first"
+    ids = data.eval_ids(row["eval_split"], max_chars, sample)
+    if len(ids) != n:
+        raise ValueError(
+            f"the records hold {n} paragraphs but the {row['eval_split']} text is {len(ids)} now: "
+            "they were evaluated on another text; recompute them (`make figures` names stale ones)."
+        )
+    return np.array([data.page_of(i) for i in ids])
 
 
 def method_label(row) -> str:

@@ -17,7 +17,10 @@ seeds out of S, one draw for both methods, because seed s calibrates both on the
 interval covers the text only; ``seeds`` says how many there were.
 
 Verdict of a claim "other degrades less than base": **holds** if the whole interval is below 0,
-**reversed** if it is above 0, **within noise** if it contains 0.
+**reversed** if it is above 0, **within noise** if it contains 0. The hierarchical bootstrap
+(below) also resamples the languages and the help pages; its two-sided bootstrap p-value,
+2 min(P*(effect <= 0), P*(effect >= 0)), is what a multiple-comparison correction adjusts
+(``holm``).
 """
 
 from __future__ import annotations
@@ -65,7 +68,9 @@ def paired_bootstrap(
     (a method that reads no calibration data: magnitude), which then pairs with every seed.
     ``dense``: [L, P]."""
     n_par = np.shape(dense)[1]
-    effect, low, high, n_seeds = _resample(base, other, dense, np.arange(n_par), False, n_boot, seed, level)
+    effect, low, high, n_seeds, _ = _resample(
+        base, other, dense, np.arange(n_par), False, n_boot, seed, level
+    )
     return Interval(effect, low, high, n_par, n_seeds)
 
 
@@ -75,6 +80,7 @@ class HierarchicalInterval(Interval):
 
     languages: int = 0
     pages: int = 0
+    p_value: float = float("nan")
 
 
 def hierarchical_bootstrap(
@@ -96,16 +102,16 @@ def hierarchical_bootstrap(
     _, page_idx = np.unique(np.asarray(pages), return_inverse=True)
     if page_idx.shape != (np.shape(dense)[1],):
         raise ValueError(f"pages gives {page_idx.size} labels for {np.shape(dense)[1]} paragraphs.")
-    effect, low, high, n_seeds = _resample(base, other, dense, page_idx, True, n_boot, seed, level)
+    effect, low, high, n_seeds, p = _resample(base, other, dense, page_idx, True, n_boot, seed, level)
     n_lang, n_par = np.shape(dense)
-    return HierarchicalInterval(effect, low, high, n_par, n_seeds, n_lang, int(page_idx.max()) + 1)
+    return HierarchicalInterval(effect, low, high, n_par, n_seeds, n_lang, int(page_idx.max()) + 1, p)
 
 
 def _resample(
     base, other, dense, page_idx: np.ndarray, languages: bool, n_boot: int, seed: int, level: float
-) -> tuple[float, float, float, int]:
-    """(effect, low, high, seeds): each replicate draws the pages (``page_idx`` [P]: a paragraph
-    counts as often as its page is drawn), the seeds and, if ``languages``, the languages."""
+) -> tuple[float, float, float, int, float]:
+    """(effect, low, high, seeds, p-value): each replicate draws the pages (``page_idx`` [P]: a
+    paragraph counts as often as its page is drawn), the seeds and, if ``languages``, the languages."""
     base, other, dense = (np.asarray(a, dtype=np.float64) for a in (base, other, dense))
     n_seeds = max(base.shape[0], other.shape[0])
     _check_shapes(base, other, dense, n_seeds)
@@ -126,7 +132,8 @@ def _resample(
     effects = replicate_increase(other) - replicate_increase(base)
     low, high = np.quantile(effects, [(1 - level) / 2, (1 + level) / 2])
     effect = increase(other, dense) - increase(base, dense)
-    return effect, float(low), float(high), n_seeds
+    p = min(1.0, 2 * min(float((effects <= 0).mean()), float((effects >= 0).mean())))
+    return effect, float(low), float(high), n_seeds, p
 
 
 def _draws(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
@@ -145,3 +152,17 @@ def _check_shapes(base: np.ndarray, other: np.ndarray, dense: np.ndarray, n_seed
             f"paragraph NLLs do not pair: base {base.shape}, other {other.shape}, dense {dense.shape} "
             "(seeds x languages x paragraphs, the same seeds or one; dense: languages x paragraphs)."
         )
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment (Holm 1979, Scand. J. Statist. 6(2)): the i-th smallest of m
+    p-values is multiplied by m - i + 1, kept monotone, capped at 1; a family's claims then hold
+    together at the level a single one would. NaN (no p-value) stays NaN and is not counted."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    have = np.flatnonzero(~np.isnan(p))
+    order = have[np.argsort(p[have], kind="stable")]
+    m = len(order)
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out[order] = adjusted
+    return out
