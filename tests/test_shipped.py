@@ -167,3 +167,29 @@ def test_the_shipped_configs_become_a_grid_for_the_sweep(computed, tmp_path):
     assert sorted(c.key() for c in sweep.expand(spec)) == sorted(r["key"] for r in computed[1])
     with pytest.raises(experiments.ConfigError, match="only profile beside it"):
         sweep.expand(spec | {"base": {"seed": 1}})
+
+
+def test_make_wires_the_spot_check_the_record_logs_and_reproduce():
+    """`make -n` prints what the targets would run: the spot check takes CHECK and CHECK_SEED,
+    each notebook logs its records, and reproduce renders into a fresh folder then swaps it in."""
+    import subprocess
+
+    from mwanda import REPO_ROOT
+
+    def dry(*args: str) -> str:
+        return subprocess.run(
+            ["make", "-n", "--no-print-directory", "-C", str(REPO_ROOT), *args],
+            capture_output=True,
+            text=True,
+        ).stdout
+
+    figures = dry("figures", "CHECK=2", "CHECK_SEED=5")
+    assert "mwanda.study.reproduce check --count 2 --seed 5" in figures
+    assert (
+        "MWANDA_RECORD_LOG=" + str(REPO_ROOT / "build" / "embedded" / "04_mwanda_vs_wanda.records") in figures
+    )
+    assert "mwanda.study.reproduce status" in figures
+    again = dry("reproduce")
+    fresh = REPO_ROOT / "build" / "reproduce" / "results"
+    assert f"-p results_dir {fresh}" in again and "check --count 0" in again
+    assert again.rstrip().endswith(f"mwanda.study.reproduce ship --replace {fresh}")
