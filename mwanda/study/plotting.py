@@ -12,6 +12,7 @@ from pathlib import Path
 
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import PercentFormatter
@@ -279,18 +280,78 @@ def _label_y(ax, y: str) -> None:
 def lines_vs_sparsity(
     df, y: str = "value", hue: str = "language", title: str = "", roles: dict | None = None
 ) -> plt.Figure:
-    """One line per language over sparsity (percent); with ``roles`` (language -> role) held-out
-    languages are dashed. The legend names each language ('en English')."""
+    """One line per language over sparsity (percent). With ``roles`` (language -> role) the
+    lines are coloured by group, not by language: English black, the other calibration languages
+    blue, held-out languages orange and dashed; English, the held-out languages and the two
+    highest at the last sparsity are named at the line's end. Without roles, a hue per language."""
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
-    style = df["language"].map(roles).rename("role") if roles else None
-    sns.lineplot(data=df, x="sparsity", y=y, hue=hue, style=style, marker="o", ax=ax, errorbar=None)
+    if not roles:
+        sns.lineplot(data=df, x="sparsity", y=y, hue=hue, marker="o", ax=ax, errorbar=None)
+    else:
+        lines = df.groupby([hue, "sparsity"])[y].mean().unstack("sparsity")
+        last = lines.iloc[:, -1]
+        named = {
+            "en",
+            *(lang for lang in lines.index if roles.get(lang) == HELD_OUT),
+            *last.nlargest(2).index,
+        }
+        for lang, row in lines.iterrows():
+            group = (
+                "English" if lang == "en" else "held out" if roles.get(lang) == HELD_OUT else "calibration"
+            )
+            style = LINE_GROUPS[group]
+            ax.plot(row.index, row.values, marker="o", ms=3, label=style["label"], **style["draw"])
+            if lang in named:
+                ax.annotate(
+                    lang,
+                    (row.index[-1], row.iloc[-1]),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    fontsize=7,
+                    va="center",
+                    color=style["draw"]["color"],
+                )
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles, strict=True))
+        ax.legend(unique.values(), unique.keys(), frameon=False, fontsize="small", loc="upper left")
+        add_language_key(fig, list(lines.index))  # names only: the legend says which are held out
     _label_y(ax, y)
     percent_axis(ax.xaxis)
     ax.set(title=title)
-    handles, labels = ax.get_legend_handles_labels()
-    drawn = set(df[hue])  # the legend also holds section titles and roles: name only the languages
-    names = [f"{lab} {language_name(lab)}" if lab in drawn else lab for lab in labels]
-    ax.legend(
-        handles, names, frameon=False, ncols=2, fontsize="x-small", bbox_to_anchor=(1.01, 1), loc="upper left"
-    )
+    return fig
+
+
+# How lines_vs_sparsity draws each group of languages.
+LINE_GROUPS = {
+    "English": {"label": "English", "draw": {"color": "black", "lw": 2.2, "zorder": 3}},
+    "calibration": {
+        "label": "other calibration languages",
+        "draw": {"color": "#4c72b0", "lw": 1, "alpha": 0.6},
+    },
+    "held out": {"label": "held out", "draw": {"color": "#dd8452", "lw": 1.4, "ls": "--"}},
+}
+
+
+def differences(rows, title: str = "", names=None) -> plt.Figure:
+    """``results.compare`` rows as points with their 95% intervals, in percentage points of mean
+    relative increase (other minus base; left of the dashed line: ``other`` degrades less).
+    Thick bar: the hierarchical bootstrap (languages, pages, seeds), which the verdicts use; thin
+    line: paragraphs and seeds only. One line per row, labelled by ``other`` (and its base, when
+    the rows have several) and the sparsity."""
+    name = names or label_name
+    rows = rows.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(rows) + 1.3))
+    ypos = np.arange(len(rows))[::-1]
+    pts = {c: rows[c].to_numpy(dtype=float) * 100 for c in ("difference", "low", "high", "h_low", "h_high")}
+    colors = [label_color(str(o)) for o in rows["other"]]
+    ax.hlines(ypos, pts["low"], pts["high"], color=colors, lw=1)
+    ax.hlines(ypos, pts["h_low"], pts["h_high"], color=colors, lw=4, alpha=0.45)
+    ax.scatter(pts["difference"], ypos, color=colors, s=18, zorder=3)
+    ax.axvline(0, color="#555555", ls="--", lw=1)
+    bases = list(dict.fromkeys(name(str(b)) for b in rows["base"]))
+    pairs = zip(rows["other"], rows["base"], rows["sparsity"], strict=True)
+    vs = (lambda b: "") if len(bases) == 1 else (lambda b: f" vs {name(str(b))}")
+    ax.set_yticks(ypos, [f"{name(str(o))}{vs(b)}, {sp:.0%}" for o, b, sp in pairs])
+    against = bases[0] if len(bases) == 1 else "the second method"
+    ax.set(xlabel=f"difference to {against} (points)", title=title)
     return fig
