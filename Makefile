@@ -14,6 +14,10 @@ PROFILE_ARG := $(if $(filter %.yaml %.yml,$(PROFILE)),$(abspath $(PROFILE)),$(PR
 # changed beyond 1e-6 or the drawing changed (mwanda/study/figcheck.py), and says which.
 SYNC_FIGURES := $(filter embedded,$(PROFILE))
 export PYTHONHASHSEED := 0
+# Two notebooks at a time (the machines this is measured on have 2 cores), each one's log printed
+# whole when it ends; `make -j1 figures` or JOBS=N changes it.
+JOBS ?= 2
+MAKEFLAGS += -j$(JOBS) -Otarget
 
 NOTEBOOKS := $(sort $(wildcard $(ROOT)/notebooks/[0-9][0-9]_*.ipynb))
 NB_NAMES := $(notdir $(basename $(NOTEBOOKS)))
