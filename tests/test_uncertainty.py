@@ -196,3 +196,33 @@ def test_hierarchical_bootstrap_is_deterministic_and_checks_its_inputs():
         uncertainty.hierarchical_bootstrap(base, other, DENSE, pages[:-1])
     with pytest.raises(ValueError, match="do not pair"):
         uncertainty.hierarchical_bootstrap(base[:, :2], other, DENSE, pages)
+
+
+def test_gap_bootstrap_is_the_group_difference_and_resamples_within_groups():
+    noise = 1 + 0.01 * np.random.default_rng(4).standard_normal((S, L, P))
+    x = DENSE[None] * np.array([1.01, 1.05, 1.06, 1.07])[None, :, None] * noise  # language 0 degrades least
+    first = np.array([True, False, False, False])
+    pages = np.repeat(np.arange(P // 3), 3)
+    gap = uncertainty.gap_bootstrap(x, DENSE, first, pages, n_boot=500)
+    per_lang = (x.sum(axis=2) / DENSE.sum(axis=1)).mean(axis=0)
+    assert gap.effect == pytest.approx(per_lang[0] - per_lang[1:].mean(), rel=1e-12)
+    assert gap.high < 0 and gap.verdict == "holds" and gap.p_value < 0.05
+    assert (gap.languages, gap.pages, gap.seeds) == (L, P // 3, S)
+    fixed = uncertainty.gap_bootstrap(x, DENSE, first, pages, languages=False, n_boot=500)
+    assert fixed.effect == gap.effect and fixed.high - fixed.low < gap.high - gap.low
+    with pytest.raises(ValueError, match="both groups"):
+        uncertainty.gap_bootstrap(x, DENSE, np.ones(L, bool), pages)
+
+
+def test_language_gap_rows_read_like_compare_rows():
+    noise = 1 + 0.01 * np.random.default_rng(4).standard_normal((S, L, P))
+    x = DENSE[None] * np.array([1.01, 1.05, 1.06, 1.07])[None, :, None] * noise
+    row = results.language_gap(_frame({"wanda": x}), "wanda", ("l0",)).iloc[0]
+    assert (row["other"], row["base"], row["languages"], row["languages_better"]) == (
+        "l0",
+        "the other 3 languages",
+        3,
+        3,
+    )
+    assert row["difference"] == pytest.approx(row["other_mean"] - row["base_mean"]) and row["difference"] < 0
+    assert row["h_low"] <= row["low"] <= row["high"] <= row["h_high"] < 0 and row["verdict"] == "holds"

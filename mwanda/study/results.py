@@ -186,6 +186,80 @@ def compare(
     return pd.DataFrame(rows)
 
 
+def language_gap(
+    df: pd.DataFrame,
+    label: str,
+    first: tuple[str, ...],
+    metric: str = "bpb",
+    by: tuple[str, ...] = ("sparsity",),
+) -> pd.DataFrame:
+    """Under one method ``label``, the languages ``first`` against all the others, as ``compare``
+    rows (expects ``with_dense`` output): ``other`` names ``first`` (their mean relative increase
+    is ``other_mean``), ``base`` the rest; ``difference`` = other - base, so negative means the
+    ``first`` languages degrade less; ``languages_better`` counts the rest that degrade more than
+    the ``first`` languages' mean. Intervals: pages and seeds (``low``, ``high``), and languages
+    within each group too (``h_low``, ``h_high``, ``p_value``: ``uncertainty.gap_bootstrap``)."""
+    d = df[(df["metric"] == metric) & (df["label"].astype(str) == label)]
+    rows = []
+    for group, g in d.groupby(list(by)):
+        group = group if isinstance(group, tuple) else (group,)
+        per_lang = g.groupby("language")["rel_increase"].mean()
+        inside = per_lang.index.isin(first)
+        if not inside.any() or inside.all():
+            raise ValueError(f"{label}: the languages {first} and the others both need a record.")
+        a, b = per_lang[inside].mean(), per_lang[~inside].mean()
+        per_seed = g.groupby(["seed", g["language"].isin(first)])["rel_increase"].mean().unstack()
+        gap = per_seed[True] - per_seed[False]
+        narrow = wide = None
+        if (
+            "paragraph_nll" in g.columns
+            and not g[["paragraph_nll", "dense_paragraph_nll"]].isna().any().any()
+        ):
+            langs, seeds = list(per_lang.index), sorted(g["seed"].unique())
+            cells = {(r.seed, r.language): r.paragraph_nll for r in g.itertuples()}
+            nll = np.array([[cells[(s, lang)] for lang in langs] for s in seeds])
+            dense = np.array(
+                g.drop_duplicates("language").set_index("language").loc[langs, "dense_paragraph_nll"].tolist()
+            )
+            pages = paragraph_pages(g.iloc[0], metric, dense.shape[1])
+            mask = np.isin(langs, first)
+            narrow = uncertainty.gap_bootstrap(nll, dense, mask, pages, languages=False)
+            wide = uncertainty.gap_bootstrap(nll, dense, mask, pages)
+        verdict = (
+            wide.verdict
+            if wide
+            else "holds"
+            if (gap < 0).all()
+            else "reversed"
+            if (gap > 0).all()
+            else "within noise"
+        )
+        rows.append(
+            dict(zip(by, group, strict=True))
+            | {
+                "base": f"the other {int((~inside).sum())} languages",
+                "other": ", ".join(first) if len(first) > 1 else first[0],
+                "base_mean": b,
+                "other_mean": a,
+                "difference": a - b,
+                "languages_better": int((per_lang[~inside] > a).sum()),
+                "languages": int((~inside).sum()),
+                "seed_min": gap.min(),
+                "seed_max": gap.max(),
+                "seeds": len(gap),
+                "low": narrow.low if narrow else math.nan,
+                "high": narrow.high if narrow else math.nan,
+                "paragraphs": narrow.paragraphs if narrow else 0,
+                "h_low": wide.low if wide else math.nan,
+                "h_high": wide.high if wide else math.nan,
+                "p_value": wide.p_value if wide else math.nan,
+                "pages": wide.pages if wide else 0,
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def describe(row, names=None, digits: int = 2) -> str:
     """One sentence for a ``compare`` row: both means, the difference with its 95% intervals and
     what each resampled, the languages where ``other`` is lower, and the verdict (hierarchical).

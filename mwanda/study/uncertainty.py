@@ -107,6 +107,47 @@ def hierarchical_bootstrap(
     return HierarchicalInterval(effect, low, high, n_par, n_seeds, n_lang, int(page_idx.max()) + 1, p)
 
 
+def gap_bootstrap(
+    nll: np.ndarray,
+    dense: np.ndarray,
+    first: np.ndarray,
+    pages: np.ndarray,
+    languages: bool = True,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> HierarchicalInterval:
+    """The interval of inc_A - inc_B for two groups of languages under one method (``nll`` [S, L,
+    P], ``dense`` [L, P]): A the languages ``first`` marks (a boolean mask over L), B the rest,
+    inc_G the mean over G's languages and the seeds of the relative increase. Each replicate draws
+    the pages and the seeds and, if ``languages``, the languages within each group (each keeps its
+    size), as ``hierarchical_bootstrap`` does for two methods."""
+    nll, dense = np.asarray(nll, dtype=np.float64), np.asarray(dense, dtype=np.float64)
+    first = np.asarray(first, dtype=bool)
+    if nll.ndim != 3 or nll.shape[1:] != dense.shape or first.shape != (dense.shape[0],):
+        raise ValueError(f"shapes do not pair: nll {nll.shape}, dense {dense.shape}, first {first.shape}.")
+    if first.all() or not first.any():
+        raise ValueError("both groups need at least one language.")
+    _, page_idx = np.unique(np.asarray(pages), return_inverse=True)
+    n_seeds, n_lang, n_par = nll.shape
+    rng = np.random.default_rng(seed)
+    par_w = np.ascontiguousarray(_draws(rng, int(page_idx.max()) + 1, n_boot)[:, page_idx])  # [B, P]
+    seed_w = _draws(rng, n_seeds, n_boot)  # [B, S]
+    signed = np.where(first, 1.0 / first.sum(), -1.0 / (~first).sum())  # mean of A minus mean of B
+    lang_w = np.broadcast_to(signed, (n_boot, n_lang)).copy()
+    if languages:
+        for group in (first, ~first):
+            idx = np.flatnonzero(group)
+            lang_w[:, idx] = signed[idx] * _draws(rng, len(idx), n_boot)
+    ratio = np.einsum("bp,slp->bsl", par_w, nll) / (par_w @ dense.T)[:, None, :]  # [B, S, L]
+    effects = np.einsum("bs,bl,bsl->b", seed_w, lang_w, ratio) / n_seeds
+    low, high = np.quantile(effects, [(1 - level) / 2, (1 + level) / 2])
+    effect = float(signed @ (nll.sum(axis=2) / dense.sum(axis=1)).mean(axis=0))
+    p = min(1.0, 2 * min(float((effects <= 0).mean()), float((effects >= 0).mean())))
+    pages_n = int(page_idx.max()) + 1
+    return HierarchicalInterval(effect, float(low), float(high), n_par, n_seeds, n_lang, pages_n, p)
+
+
 def _resample(
     base, other, dense, page_idx: np.ndarray, languages: bool, n_boot: int, seed: int, level: float
 ) -> tuple[float, float, float, int, float]:
