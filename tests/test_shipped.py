@@ -193,3 +193,19 @@ def test_make_wires_the_spot_check_the_record_logs_and_reproduce():
     fresh = REPO_ROOT / "build" / "reproduce" / "results"
     assert f"-p results_dir {fresh}" in again and "check --count 0" in again
     assert again.rstrip().endswith(f"mwanda.study.reproduce ship --replace {fresh}")
+
+
+def test_the_committed_shipped_records_are_whole_and_small():
+    """Every shipped record reads back and checks, belongs to a notebook profile (a test's record
+    never leaks in), names a text that is there, and no text is left over; all in at most 20 MB."""
+    import pyarrow.parquet as pq
+
+    root = shipped.SHIPPED_DIR
+    texts = set()
+    for path in sorted(root.glob("*.parquet")):
+        rec = shipped.read(path)
+        assert rec["config"]["profile"] in ("embedded", "gemma"), path
+        texts.add(json.loads(pq.ParquetFile(path).schema_arrow.metadata[shipped.META_KEY])["text"])
+    assert {p.stem for p in (root / shipped.TEXTS).glob("*.parquet")} == texts - {None}
+    size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    assert size <= 20 * 2**20, f"{size / 2**20:.1f} MB shipped"
