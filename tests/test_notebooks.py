@@ -122,3 +122,15 @@ def test_execute_is_papermills_command_line_without_the_iri_parser(tmp_path):
         [*run[:-2], str(bad), str(tmp_path / "bad.out.ipynb")], capture_output=True, text=True
     )
     assert failed.returncode != 0 and "boom" in failed.stderr + failed.stdout
+    # one parameters file for every notebook: the keys this notebook lacks are dropped, quietly,
+    # and the kernel runs over ipc sockets (no "TCP without encryption" warning)
+    shared = tmp_path / "params.yaml"
+    shared.write_text("x: 5\nsparsities: [0.5]\n")
+    quiet = subprocess.run(
+        [*run, "-f", str(shared), "--log-output"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert "".join(json.loads(out.read_text())["cells"][-1]["outputs"][0]["text"]).startswith("10")
+    noise = quiet.stderr + quiet.stdout
+    assert "unknown parameter" not in noise and "without encryption" not in noise
+    assert shared.read_text() == "x: 5\nsparsities: [0.5]\n"  # the user's file untouched

@@ -15,6 +15,7 @@ command line unchanged: same options, same output, same exit status.
 
 from __future__ import annotations
 
+import os
 import sys
 
 # Notebook schemas check no "iri" format: without this optional import jsonschema skips that checker.
@@ -40,6 +41,33 @@ def _register_ipc_engine() -> str:
     return "mwanda-ipc"
 
 
+def _own_parameters(args: list[str]) -> tuple[list[str], list[str]]:
+    """``args`` with each parameters file (``-f``) cut to the parameters the input notebook
+    declares, and the cut files written (to remove): one file serves every notebook
+    (notebooks/params/smoke.yaml), and papermill would warn about each key another notebook
+    uses. A ``-p`` the notebook lacks still warns."""
+    import tempfile
+
+    import yaml
+    from papermill.inspection import inspect_notebook
+
+    positional = [a for a in args if a.endswith(".ipynb")]
+    if "-f" not in args or not positional:
+        return args, []
+    declared = set(inspect_notebook(positional[0]))
+    out, written = list(args), []
+    for i, arg in enumerate(args[:-1]):
+        if arg in ("-f", "--parameters_file"):
+            with open(args[i + 1], encoding="utf-8") as fh:
+                params = yaml.safe_load(fh) or {}
+            own = {k: v for k, v in params.items() if k in declared}
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, encoding="utf-8") as tmp:
+                yaml.safe_dump(own, tmp)
+            out[i + 1] = tmp.name
+            written.append(tmp.name)
+    return out, written
+
+
 def main(argv: list[str] | None = None) -> int:
     for name in OPTIONAL_IMPORTS_LEFT_OUT:
         sys.modules.setdefault(name, None)  # None: "import name" raises ImportError
@@ -48,11 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--engine" not in args:
         args = ["--engine", _register_ipc_engine(), *args]
-
+    args, written = _own_parameters(args)
     try:
         cli.main(args=args, prog_name="papermill", standalone_mode=False)
     except SystemExit as stop:  # papermill exits by itself on some errors
         return stop.code if isinstance(stop.code, int) else 1
+    finally:
+        for path in written:
+            os.unlink(path)
     return 0
 
 
