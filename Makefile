@@ -83,6 +83,7 @@ RESULTS ?=
 figures: $(EXECUTED) $(if $(SYNC_FIGURES),spot-check)
 	@$(PY) -m mwanda.study.reproduce status $(BUILD)
 	$(if $(SYNC_FIGURES),$(PY) -m mwanda.study.claims $(ROOT)/docs/results.md --figures $(ROOT)/figures --update)
+	$(if $(SYNC_FIGURES),$(PY) -m mwanda.study.prose $(ROOT)/README.md --update)
 
 spot-check: $(STAMP)
 	@$(PY) -m mwanda.study.reproduce check --count $(CHECK) $(if $(CHECK_SEED),--seed $(CHECK_SEED))
