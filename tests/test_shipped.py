@@ -124,8 +124,9 @@ def test_differences_names_every_number_beyond_the_tolerance(computed):
     lang = next(iter(new["paragraphs"]["bpb"]))
     new["paragraphs"]["bpb"][lang]["nll"][1] *= 1 + 1e-7  # within 1e-6: not a difference
     new["paragraphs"]["bpb"][lang]["nll"][2] += 0.5
+    new["paragraphs"]["bpb"][lang]["nll"][3] = float("nan")  # meaningless: a difference, not a match
     found = reproduce.differences(rec, new)
-    assert len(found) == 2
+    assert len(found) == 3 and found[2].startswith(f"{lang} bpb paragraph 3: ")
     assert found[0].startswith(f"{rec['metrics'][0]['language']} {rec['metrics'][0]['metric']}: ")
     assert found[1].startswith(f"{lang} bpb paragraph 2: ")
 
