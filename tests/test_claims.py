@@ -104,7 +104,7 @@ def test_every_primary_claim_row_selector_names_a_committed_row():
 def test_update_replaces_only_the_block_and_refuses_a_readme_without_markers(tmp_path):
     text = f"intro\n{claims.START}\nold\n{claims.END}\noutro\n"
     assert claims.update_text(text, "NEW") == "intro\nNEW\noutro\n"
-    with pytest.raises(ValueError, match="no claims block"):
+    with pytest.raises(ValueError, match="no generated block"):
         claims.update_text("no markers", "NEW")
     with pytest.raises(FileNotFoundError, match="make figures"):
         claims.collect(tmp_path)

@@ -154,12 +154,36 @@ def block(figures: Path | str = REPO_ROOT / "figures") -> str:
     return f"{START}\n{markdown(collect(figures))}{END}"
 
 
-def update_text(text: str, new_block: str) -> str:
-    """``text`` with the part between the markers replaced by ``new_block``."""
-    start, end = text.find(START), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"the page has no claims block; add the two lines\n{START}\n{END}\nwhere it belongs")
-    return text[:start] + new_block + text[end + len(END) :]
+def update_text(text: str, new_block: str, start: str = START, end: str = END) -> str:
+    """``text`` with the part from marker ``start`` to marker ``end`` replaced by ``new_block``
+    (which carries the markers)."""
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(
+            f"the page has no generated block; add the two lines\n{start}\n{end}\nwhere it belongs"
+        )
+    return text[:i] + new_block + text[j + len(end) :]
+
+
+def sync_block(
+    page: Path, new_block: str, what: str, update: bool, start: str = START, end: str = END
+) -> int:
+    """Compare ``page``'s generated block with ``new_block``; with ``update``, rewrite the page
+    through a rename, keeping its mode. 0: up to date or updated; 1: it differs (not updated)."""
+    text = page.read_text(encoding="utf-8")
+    new = update_text(text, new_block, start, end)
+    if new == text:
+        print(f"{page}: {what} up to date")
+        return 0
+    if not update:
+        print(f"{page}: {what} differs from the committed figures; rerun with --update")
+        return 1
+    tmp = page.with_name(f".{page.name}.tmp")
+    tmp.write_text(new, encoding="utf-8")
+    os.chmod(tmp, page.stat().st_mode & 0o777)
+    os.replace(tmp, page)
+    print(f"{page}: {what} updated")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,20 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, default=REPO_ROOT / "figures", help="committed figures")
     parser.add_argument("--update", action="store_true", help="write the block into the page")
     args = parser.parse_args(argv)
-    text = args.readme.read_text(encoding="utf-8")
-    new = update_text(text, block(args.figures))
-    if new == text:
-        print(f"{args.readme}: claims table up to date")
-        return 0
-    if not args.update:
-        print(f"{args.readme}: claims table differs from {args.figures}/*/{FILE}; rerun with --update")
-        return 1
-    tmp = args.readme.with_name(f".{args.readme.name}.tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.chmod(tmp, args.readme.stat().st_mode & 0o777)
-    os.replace(tmp, args.readme)
-    print(f"{args.readme}: claims table updated")
-    return 0
+    return sync_block(args.readme, block(args.figures), "claims table", args.update)
 
 
 if __name__ == "__main__":

@@ -139,23 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("readme", type=Path, help="the page that holds the generated block: README.md")
     parser.add_argument("--update", action="store_true", help="write the block into the page")
     args = parser.parse_args(argv)
-    text = args.readme.read_text(encoding="utf-8")
-    start, end = text.find(START), text.find(END)
-    if start < 0 or end < start:
-        print(f"{args.readme}: no generated block; add the lines\n{START}\n{END}", file=sys.stderr)
+    try:
+        return claims.sync_block(args.readme, block(), "results table", args.update, START, END)
+    except ValueError as err:  # no markers in the page
+        print(f"{args.readme}: {err}", file=sys.stderr)
         return 2
-    new = text[:start] + block() + text[end + len(END) :]
-    if new == text:
-        print(f"{args.readme}: results table up to date")
-        return 0
-    if not args.update:
-        print(f"{args.readme}: results table differs from figures/; rerun with --update")
-        return 1
-    from mwanda.io import atomic_write_text
-
-    atomic_write_text(args.readme, new)
-    print(f"{args.readme}: results table updated")
-    return 0
 
 
 if __name__ == "__main__":
