@@ -141,11 +141,10 @@ def gap_bootstrap(
             lang_w[:, idx] = signed[idx] * _draws(rng, len(idx), n_boot)
     ratio = np.einsum("bp,slp->bsl", par_w, nll) / (par_w @ dense.T)[:, None, :]  # [B, S, L]
     effects = np.einsum("bs,bl,bsl->b", seed_w, lang_w, ratio) / n_seeds
-    low, high = np.quantile(effects, [(1 - level) / 2, (1 + level) / 2])
+    low, high, p = _percentiles(effects, level)
     effect = float(signed @ (nll.sum(axis=2) / dense.sum(axis=1)).mean(axis=0))
-    p = min(1.0, 2 * min(float((effects <= 0).mean()), float((effects >= 0).mean())))
     pages_n = int(page_idx.max()) + 1
-    return HierarchicalInterval(effect, float(low), float(high), n_par, n_seeds, n_lang, pages_n, p)
+    return HierarchicalInterval(effect, low, high, n_par, n_seeds, n_lang, pages_n, p)
 
 
 def _resample(
@@ -171,10 +170,15 @@ def _resample(
         return np.einsum("bs,bl,bsl->b", seed_w, lang_w, ratio) / (n_seeds * n_lang) - 1
 
     effects = replicate_increase(other) - replicate_increase(base)
+    low, high, p = _percentiles(effects, level)
+    return increase(other, dense) - increase(base, dense), low, high, n_seeds, p
+
+
+def _percentiles(effects: np.ndarray, level: float) -> tuple[float, float, float]:
+    """The replicates' central ``level`` interval and two-sided p-value, 2 min(P*(<= 0), P*(>= 0))."""
     low, high = np.quantile(effects, [(1 - level) / 2, (1 + level) / 2])
-    effect = increase(other, dense) - increase(base, dense)
     p = min(1.0, 2 * min(float((effects <= 0).mean()), float((effects >= 0).mean())))
-    return effect, float(low), float(high), n_seeds, p
+    return float(low), float(high), p
 
 
 def _draws(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
