@@ -134,3 +134,9 @@ def test_execute_is_papermills_command_line_without_the_iri_parser(tmp_path):
     noise = quiet.stderr + quiet.stdout
     assert "unknown parameter" not in noise and "without encryption" not in noise
     assert shared.read_text() == "x: 5\nsparsities: [0.5]\n"  # the user's file untouched
+    # two kernels at once (make -j): each on its own sockets
+    both = [
+        subprocess.Popen([*run[:-1], str(tmp_path / f"par{i}.ipynb"), "-p", "x", str(i)], cwd=tmp_path)
+        for i in (1, 2)
+    ]
+    assert [p.wait() for p in both] == [0, 0]

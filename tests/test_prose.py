@@ -29,7 +29,7 @@ def figures(tmp_path):
 
 def test_a_comparison_placeholder_prints_the_row_and_its_fields(figures):
     full = prose.render("{{04 | test | 50% | mwanda vs wanda}}", figures)
-    assert full == "+1.40% vs +1.50%, −0.10 [−0.21, +0.02], 11/20, holds"  # Holm over 1 row: p 0.001
+    assert full == "+1.40% vs +1.50%, −0.10 [−0.21, +0.02], 11/20, p 0.002 (Holm): holds"  # 2 rows: x2
     assert (
         prose.render("x {{04 \\| test \\| 60% \\| mwanda vs wanda \\| verdict}} y", figures)
         == "x within noise y"
@@ -45,7 +45,10 @@ def test_a_value_placeholder_aggregates_the_matching_rows(figures):
 
 
 def test_an_unrendered_notebook_is_pending_and_a_bad_placeholder_an_error(figures):
-    assert prose.render("{{09 | test | 50% | mwanda vs wanda}}", figures) == prose.PENDING
+    assert (
+        prose.render("{{09 | test | 50% | mwanda vs wanda}}", figures)
+        == "pending (notebook 09 not rendered yet)"
+    )
     with pytest.raises(prose.TemplateError, match="matches 0 rows"):
         prose.render("{{04 | test | 70% | mwanda vs wanda}}", figures)
     with pytest.raises(prose.TemplateError, match="no field 'nope'"):

@@ -83,7 +83,7 @@ def test_prune_cost_calibrates_on_unseen_languages_and_caches(tmp_path):
     assert rows[0]["languages"] == 3 and rows[0]["prune_s"] > 0
     assert rows[0]["statistics_mib"] * 2**20 == scaling.llama_block_bytes(TINY, 3)
     assert scaling.cached(tmp_path, {"n": 3}, compute) == rows and len(calls) == 1
-    assert [p.suffix for p in tmp_path.iterdir()] == [".json"]
+    assert [p.suffix for p in (tmp_path / scaling.CACHE_FOLDER).iterdir()] == [".json"]
     with pytest.raises(DataError, match="'eng' \\('en'\\)"):
         scaling.prune_cost(model, tok, ["de", "eng"], PruneConfig(method="wanda"), tokens=64, seqlen=32)
 

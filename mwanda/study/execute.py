@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+import uuid
 
 # Notebook schemas check no "iri" format: without this optional import jsonschema skips that checker.
 OPTIONAL_IMPORTS_LEFT_OUT = ("rfc3987_syntax",)
@@ -29,7 +31,9 @@ def _register_ipc_engine() -> str:
 
     class IPCKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs) -> None:
-            super().__init__(transport="ipc", **kwargs)  # sockets beside the connection file
+            # each kernel its own socket paths (<ip>-<port>): `make -j` runs several at once
+            ip = os.path.join(tempfile.gettempdir(), f"mwanda-kernel-{uuid.uuid4().hex[:16]}")
+            super().__init__(transport="ipc", ip=ip, **kwargs)
 
     class IPCEngine(NBClientEngine):
         @classmethod
@@ -46,7 +50,6 @@ def _own_parameters(args: list[str]) -> tuple[list[str], list[str]]:
     declares, and the cut files written (to remove): one file serves every notebook
     (notebooks/params/smoke.yaml), and papermill would warn about each key another notebook
     uses. A ``-p`` the notebook lacks still warns."""
-    import tempfile
 
     import yaml
     from papermill.inspection import inspect_notebook

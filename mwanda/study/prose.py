@@ -3,8 +3,9 @@
 The table is written once as a template (``docs/claims_template.md``): words by hand, every number
 a placeholder that names where it comes from, so prose and data cannot drift:
 
-    {{04 | test | 60% | M-Wanda vs Wanda}}            -> +3.50% vs +3.89%, -0.39 [-0.74, -0.04], 12/20, holds
-    {{04 | test | 60% | M-Wanda vs Wanda | effect}}   -> -0.39 [-0.74, -0.04]
+    {{04 | test | 60% | M-Wanda vs Wanda}}
+        -> +3.50% vs +3.89%, -0.39 [-0.77, -0.02], 12/20, p 0.118 (Holm): within noise
+    {{04 | test | 60% | M-Wanda vs Wanda | effect}}  -> -0.39 [-0.77, -0.02]
     {{csv 01 wanda_relative_increase.csv | language=en; sparsity=0.6 | mean rel_increase | +.1%}}
 
 Inside a markdown table the bars are escaped (``\\|``). A comparison is a row of
@@ -37,7 +38,7 @@ START = (
 )
 END = "<!-- prose:end -->"
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", flags=re.S)
-PENDING = "pending (its notebook is not rendered yet)"
+PENDING = "pending (notebook {nb} not rendered yet)"
 # A number in the template's own words: a decimal or a count out of a total (not a version inside a
 # name, as in Llama-3.1-8B).
 TYPED_NUMBER = re.compile(r"(?<![\w.-])(?:\d+\.\d+|\d+/\d+)(?![\w.])")
@@ -68,7 +69,7 @@ def comparison(spec: list[str], figures: Path) -> str:
     nb, split, setting, pair = spec[:4]
     field = spec[4] if len(spec) == 5 else "full"
     if not any(figures.glob(f"{nb}_*/{claims.FILE}")):
-        return PENDING
+        return PENDING.format(nb=nb)
     other, base = (s.strip() for s in pair.split(" vs ", 1))
     t = _judged(figures)
     hit = t[(t["notebook"] == nb) & (t["split"] == split) & (t["setting"] == setting)]
@@ -85,7 +86,8 @@ def comparison(spec: list[str], figures: Path) -> str:
         "base_mean": pct(r["base_mean"]),
         "difference": pts(r["difference"]),
     }
-    parts["full"] = f"{parts['means']}, {parts['effect']}, {parts['lower']}, {parts['verdict']}"
+    holm = "" if pd.isna(r["p_holm"]) else f", p {r['p_holm']:.3f} (Holm)"
+    parts["full"] = f"{parts['means']}, {parts['effect']}, {parts['lower']}{holm}: {parts['verdict']}"
     if field not in parts:
         raise TemplateError(f"{' | '.join(spec)}: no field {field!r}; use one of {sorted(parts)}")
     return parts[field]
@@ -98,7 +100,7 @@ def value(spec: list[str], figures: Path) -> str:
     _, nb, name = spec[0].split()
     folders = sorted(figures.glob(f"{nb}_*"))
     if not folders:
-        return PENDING
+        return PENDING.format(nb=nb)
     frame = pd.read_csv(folders[0] / name)
     for cond in filter(None, (c.strip() for c in spec[1].split(";"))):
         col, negate, want = re.fullmatch(r"(.+?)\s*(!?)=\s*(.+)", cond).groups()

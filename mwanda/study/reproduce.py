@@ -31,6 +31,9 @@ from mwanda.study.figcheck import ATOL, RTOL
 from mwanda.study.records import RESULTS_DIR, read_record
 from mwanda.study.results import config_of
 
+# Folders of cached measurements beside the records that notebooks read back: 09's per-layer
+# diagnostics, 08's cost sweep and CWL timings. They ship with the records.
+MEASURED = ("diagnostics", "scaling")
 LOG_SUFFIX = ".records"  # build/<profile>/<notebook>.records: one "<key>\t<source>" line per record
 
 
@@ -57,16 +60,17 @@ def status(build_dir: Path) -> list[str]:
 
 
 def ship(keys: list[str], from_dir: Path, shipped_dir: Path | None = None) -> list[Path]:
-    """Ship the records ``keys`` of ``from_dir`` (checked as they are read); copy its diagnostics."""
+    """Ship the records ``keys`` of ``from_dir`` (checked as they are read) and its ``MEASURED`` files."""
     shipped_dir = Path(shipped_dir or shipped.SHIPPED_DIR)
     paths = []
     for key in keys:
         rec = read_record(from_dir / f"{key}.json")
         if rec is not None:  # a record read from the shipped set is already there
             paths.append(shipped.write(rec, shipped_dir))
-    for csv in sorted((from_dir / "diagnostics").glob("*.csv")):
-        (shipped_dir / "diagnostics").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(csv, shipped_dir / "diagnostics" / csv.name)
+    for folder in MEASURED:
+        for path in sorted((from_dir / folder).glob("*.*")):
+            (shipped_dir / folder).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, shipped_dir / folder / path.name)
     return paths
 
 
