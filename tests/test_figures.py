@@ -97,7 +97,7 @@ def test_compare_tables_uses_the_stated_tolerance():
     assert figcheck.compare_tables(nan, nan) is None
 
 
-def test_wall_times_agree_within_a_factor_and_their_figures_are_not_compared_by_pixel(tmp_path):
+def test_remeasured_wall_times_agree_within_a_factor_and_read_back_ones_by_pixel(tmp_path):
     old = pd.DataFrame({"languages": [2, 240], "prune_s": [3.0, 3.2], "statistics_mib": [0.03, 4.1]})
     assert figcheck.compare_tables(old.assign(prune_s=[4.5, 2.0]), old) is None  # x1.5, /1.6
     assert "prune_s" in figcheck.compare_tables(old.assign(prune_s=[3.0, 7.0]), old)  # x2.2
@@ -113,6 +113,13 @@ def test_wall_times_agree_within_a_factor_and_their_figures_are_not_compared_by_
         plt.close(fig)
     (check,) = figcheck.check_figures(new_dir / "nb", old_dir / "nb")
     assert check.verdict == "same" and "['prune_s'] within a factor 2" in check.detail
+    # the same times read back (shipped measurements) and drawn anew: the drawing is compared
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot(old["languages"], [3.0, 3.2], ls="--", marker="o", color="C3")
+    plotting.savefig(fig, "cost", "nb", new_dir, data=old)
+    plt.close(fig)
+    (check,) = figcheck.check_figures(new_dir / "nb", old_dir / "nb")
+    assert check.verdict == "redrawn"
 
 
 def _figure(folder, name, values, color="C0"):

@@ -222,18 +222,21 @@ def bars_per_language(
         ax.set(xlabel="")
         _mark_held_out(ax, roles)
         if chance is not None:
-            ax.axhline(chance, color="#555555", ls="--", lw=1, label="chance" if ax is axes[0, 0] else None)
-            for bar in ax.patches:  # seaborn's bars; an empty hue slot has no height
-                if bar.get_height() == 0 and bar.get_width() > 0:
-                    x = bar.get_x() + bar.get_width() / 2
-                    ax.annotate(
-                        "0", (x, 0), xytext=(0, 2), textcoords="offset points", ha="center", fontsize=7
-                    )
+            _mark_chance(ax, chance, legend=ax is axes[0, 0])
     top = axes[0, 0]
     name_legend(top, outside=True)
     top.set_title(title)
     add_language_key(fig, order, roles)
     return fig
+
+
+def _mark_chance(ax, chance: float, legend: bool) -> None:
+    """A dashed line at ``chance``, and "0" over bars of exactly 0 (not missing data)."""
+    ax.axhline(chance, color="#555555", ls="--", lw=1, label="chance" if legend else None)
+    for bar in ax.patches:  # seaborn's bars; an empty hue slot has no height
+        if bar.get_height() == 0 and bar.get_width() > 0:
+            x = bar.get_x() + bar.get_width() / 2
+            ax.annotate("0", (x, 0), ha="center", fontsize=7, xytext=(0, 2), textcoords="offset points")
 
 
 def name_legend(ax, outside: bool = False) -> None:

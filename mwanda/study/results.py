@@ -210,21 +210,7 @@ def language_gap(
         a, b = per_lang[inside].mean(), per_lang[~inside].mean()
         per_seed = g.groupby(["seed", g["language"].isin(first)])["rel_increase"].mean().unstack()
         gap = per_seed[True] - per_seed[False]
-        narrow = wide = None
-        if (
-            "paragraph_nll" in g.columns
-            and not g[["paragraph_nll", "dense_paragraph_nll"]].isna().any().any()
-        ):
-            langs, seeds = list(per_lang.index), sorted(g["seed"].unique())
-            cells = {(r.seed, r.language): r.paragraph_nll for r in g.itertuples()}
-            nll = np.array([[cells[(s, lang)] for lang in langs] for s in seeds])
-            dense = np.array(
-                g.drop_duplicates("language").set_index("language").loc[langs, "dense_paragraph_nll"].tolist()
-            )
-            pages = paragraph_pages(g.iloc[0], metric, dense.shape[1])
-            mask = np.isin(langs, first)
-            narrow = uncertainty.gap_bootstrap(nll, dense, mask, pages, languages=False)
-            wide = uncertainty.gap_bootstrap(nll, dense, mask, pages)
+        narrow, wide = _gap_intervals(g, list(per_lang.index), first, metric)
         verdict = (
             wide.verdict
             if wide
@@ -258,6 +244,22 @@ def language_gap(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _gap_intervals(g: pd.DataFrame, langs: list[str], first: tuple[str, ...], metric: str) -> tuple:
+    """``language_gap``'s two bootstraps of one group (pages and seeds; and languages), or Nones
+    without paragraph NLLs."""
+    if "paragraph_nll" not in g.columns or g[["paragraph_nll", "dense_paragraph_nll"]].isna().any().any():
+        return None, None
+    cells = {(r.seed, r.language): r.paragraph_nll for r in g.itertuples()}
+    nll = np.array([[cells[(s, lang)] for lang in langs] for s in sorted(g["seed"].unique())])
+    by_lang = g.drop_duplicates("language").set_index("language")
+    dense = np.array(by_lang.loc[langs, "dense_paragraph_nll"].tolist())
+    pages, mask = paragraph_pages(g.iloc[0], metric, dense.shape[1]), np.isin(langs, first)
+    return (
+        uncertainty.gap_bootstrap(nll, dense, mask, pages, languages=False),
+        uncertainty.gap_bootstrap(nll, dense, mask, pages),
+    )
 
 
 def describe(row, names=None, digits: int = 2) -> str:
