@@ -210,3 +210,15 @@ def test_the_committed_shipped_records_are_whole_and_small():
     assert {p.stem for p in (root / shipped.TEXTS).glob("*.parquet")} == texts - {None}
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     assert size <= 20 * 2**20, f"{size / 2**20:.1f} MB shipped"
+
+
+def test_the_results_store_reads_shipped_records_for_the_shared_folder_only(computed, shared, tmp_path):
+    from mwanda.study import results
+
+    wanda, magnitude = computed[1]
+    shipped.write(wanda, shared / "shipped")
+    shared.mkdir(exist_ok=True)
+    (shared / f"{magnitude['key']}.json").write_text(json.dumps(magnitude))
+    assert [r["key"] for r in results.read_records(shared)] == sorted([wanda["key"], magnitude["key"]])
+    assert results.read_records(tmp_path / "other") == []
+    assert set(results.load(shared)["key"]) == {wanda["key"], magnitude["key"]}

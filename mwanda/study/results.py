@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mwanda.study import uncertainty
+from mwanda.study import shipped, uncertainty
 from mwanda.study.experiments import RESULTS_DIR, ExperimentConfig, read_record
 
 # Config fields that define "evaluated the same way": a pruned row joins the dense row that
@@ -37,11 +37,22 @@ EVAL_KEYS = (
 
 def read_records(results_dir: str | Path = RESULTS_DIR) -> list[dict]:
     """Every valid record under ``results_dir`` (temporary files of writers in progress are
-    skipped). A damaged file is skipped with a warning naming it, so one bad file in a shared
-    results directory does not stop every notebook and report."""
+    skipped) and, for the shared results folder, every shipped record not computed there too
+    (``shipped``), in key order. A damaged file is skipped with a warning naming it, so one bad
+    file in a shared results directory does not stop every notebook and report."""
     skip = "skipped it; run its config again (mwanda sweep lists it as pending) or delete it"
-    records = (read_record(path, on_damage=skip) for path in sorted(Path(results_dir).glob("*.json")))
-    return [r for r in records if r is not None]
+    found = {}
+    for path in sorted(Path(results_dir).glob("*.json")):
+        rec = read_record(path, on_damage=skip)
+        if rec is not None:
+            found[rec["key"]] = rec
+    if shipped.serves(results_dir):
+        for path in sorted(shipped.SHIPPED_DIR.glob(f"*{shipped.SUFFIX}")):
+            key = path.name.removesuffix(shipped.SUFFIX)
+            rec = None if key in found else read_record(path, on_damage=skip, reader=shipped.read)
+            if rec is not None:
+                found[key] = rec
+    return [found[k] for k in sorted(found)]
 
 
 def load(results_dir: str | Path = RESULTS_DIR, **filters) -> pd.DataFrame:
