@@ -17,7 +17,9 @@ export PYTHONHASHSEED := 0
 # Two notebooks at a time (the machines this is measured on have 2 cores), each one's log printed
 # whole when it ends; `make -j1 figures` or JOBS=N changes it.
 JOBS ?= 2
+ifeq ($(MAKELEVEL),0)
 MAKEFLAGS += -j$(JOBS) -Otarget
+endif
 
 NOTEBOOKS := $(sort $(wildcard $(ROOT)/notebooks/[0-9][0-9]_*.ipynb))
 NB_NAMES := $(notdir $(basename $(NOTEBOOKS)))
