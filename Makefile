@@ -14,17 +14,21 @@ PROFILE_ARG := $(if $(filter %.yaml %.yml,$(PROFILE)),$(abspath $(PROFILE)),$(PR
 # changed beyond 1e-6 or the drawing changed (mwanda/study/figcheck.py), and says which.
 SYNC_FIGURES := $(filter embedded,$(PROFILE))
 export PYTHONHASHSEED := 0
-# Two notebooks at a time (the machines this is measured on have 2 cores), each one's log printed
-# whole when it ends; `make -j1 figures` or JOBS=N changes it.
-JOBS ?= 2
-ifeq ($(MAKELEVEL),0)
-MAKEFLAGS += -j$(JOBS) -Otarget
-endif
 
 NOTEBOOKS := $(sort $(wildcard $(ROOT)/notebooks/[0-9][0-9]_*.ipynb))
 NB_NAMES := $(notdir $(basename $(NOTEBOOKS)))
 BUILD := $(ROOT)/build/$(basename $(notdir $(PROFILE)))
 EXECUTED := $(NB_NAMES:%=$(BUILD)/%.ipynb)
+
+# Notebooks run two at a time (the machines this is measured on have 2 cores), each one's log
+# printed whole when it ends; `make -j1 figures` or JOBS=N changes it. Only for notebook goals:
+# `make test` streams its progress as it goes.
+JOBS ?= 2
+ifeq ($(MAKELEVEL),0)
+ifeq ($(filter-out all figures reproduce spot-check $(NB_NAMES),$(or $(MAKECMDGOALS),all)),)
+MAKEFLAGS += -j$(JOBS) -Otarget
+endif
+endif
 
 .PHONY: all setup git-filters gemma figures spot-check ship reproduce test lint format lab corpus udhr tasks model gpu-check clean help $(NB_NAMES) FORCE
 
