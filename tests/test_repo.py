@@ -86,6 +86,23 @@ def test_torch_pinned_exactly_where_installs_happen():
     assert '"torch==2.13.0"' in (ROOT / "Makefile").read_text()
 
 
+def test_the_environment_is_the_lock():
+    """Every package the lock pins and this environment has is installed at the pinned version
+    (the numbers were measured with these), torch included."""
+    import importlib.metadata as md
+
+    pins = [ln.split("==") for ln in (ROOT / "constraints.txt").read_text().splitlines() if "==" in ln]
+    checked = 0
+    for name, version in pins:
+        try:
+            installed = md.version(name.strip())
+        except md.PackageNotFoundError:
+            continue  # an extra this environment did not install (gemma)
+        assert installed.split("+")[0] == version.strip(), (name, installed, version)
+        checked += 1
+    assert checked > 50 and md.version("torch").split("+")[0] == "2.13.0"
+
+
 def test_the_core_needs_no_study_package():
     """torch, transformers, accelerate, pycountry: the core's own imports need nothing else."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
