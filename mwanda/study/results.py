@@ -260,12 +260,11 @@ def language_gap(
 def _gap_intervals(g: pd.DataFrame, langs: list[str], first: tuple[str, ...], metric: str) -> tuple:
     """``language_gap``'s two bootstraps of one group (pages and seeds; and languages), or Nones
     without paragraph NLLs."""
-    if "paragraph_nll" not in g.columns or g[["paragraph_nll", "dense_paragraph_nll"]].isna().any().any():
+    if not _has_paragraphs(g):
         return None, None
-    cells = {(r.seed, r.language): r.paragraph_nll for r in g.itertuples()}
+    cells = _paragraph_cells(g, ("seed", "language"))
     nll = np.array([[cells[(s, lang)] for lang in langs] for s in sorted(g["seed"].unique())])
-    by_lang = g.drop_duplicates("language").set_index("language")
-    dense = np.array(by_lang.loc[langs, "dense_paragraph_nll"].tolist())
+    dense = _dense_nll(g, langs)
     pages, mask = paragraph_pages(g.iloc[0], metric, dense.shape[1]), np.isin(langs, first)
     return (
         uncertainty.gap_bootstrap(nll, dense, mask, pages, languages=False),
@@ -304,35 +303,49 @@ def _intervals(
     """The paired and the hierarchical bootstrap of one comparison group, or Nones without
     paragraph NLLs. Seeds pair by number (a label with one seed, such as magnitude pruning, pairs
     with all of them); languages are those both labels have in every seed."""
-    columns = ("paragraph_nll", "dense_paragraph_nll")
-    if any(c not in g.columns or g[c].isna().any() for c in columns):
+    if not _has_paragraphs(g):
         return None, None
     seeds = {label: sorted(g.loc[g["label"] == label, "seed"].unique()) for label in (base, other)}
     if len(seeds[base]) > 1 and len(seeds[other]) > 1:
         seeds[base] = seeds[other] = sorted(set(seeds[base]) & set(seeds[other]))
-    cells: dict[tuple, tuple] = {}
-    keys = zip(g["label"], g["seed"], g["language"], strict=True)
-    for key, nll in zip(keys, g["paragraph_nll"], strict=True):
-        if key in cells:
-            raise ValueError(
-                f"two records for (label, seed, language) = {key}: filter the frame to one evaluation "
-                "(eval_split, eval_max_chars, ...) before comparing."
-            )
-        cells[key] = nll
+    cells = _paragraph_cells(g, ("label", "seed", "language"))
     have = [{k[2] for k in cells if k[:2] == (label, s)} for label in (base, other) for s in seeds[label]]
     langs = sorted(set.intersection(*have))
 
     def nll(label: str) -> np.ndarray:
         return np.array([[cells[(label, s, lang)] for lang in langs] for s in seeds[label]])
 
-    dense = np.array(
-        g.drop_duplicates("language").set_index("language").loc[langs, "dense_paragraph_nll"].tolist()
-    )
+    dense = _dense_nll(g, langs)
     pages = paragraph_pages(g.iloc[0], metric, dense.shape[1])
     return (
         uncertainty.paired_bootstrap(nll(base), nll(other), dense),
         uncertainty.hierarchical_bootstrap(nll(base), nll(other), dense, pages),
     )
+
+
+def _has_paragraphs(g: pd.DataFrame) -> bool:
+    """Whether every row of ``g`` carries its and its dense baseline's paragraph NLLs."""
+    columns = ("paragraph_nll", "dense_paragraph_nll")
+    return all(c in g.columns and not g[c].isna().any() for c in columns)
+
+
+def _paragraph_cells(g: pd.DataFrame, keys: tuple[str, ...]) -> dict[tuple, tuple]:
+    """``g``'s paragraph NLLs by the values of ``keys``; two rows of one cell are refused."""
+    cells: dict[tuple, tuple] = {}
+    for key, nll in zip(zip(*(g[k] for k in keys), strict=True), g["paragraph_nll"], strict=True):
+        if key in cells:
+            raise ValueError(
+                f"two records for ({', '.join(keys)}) = {key}: filter the frame to one evaluation "
+                "(eval_split, eval_max_chars, ...) before comparing."
+            )
+        cells[key] = nll
+    return cells
+
+
+def _dense_nll(g: pd.DataFrame, langs: list[str]) -> np.ndarray:
+    """The dense baseline's paragraph NLLs of ``langs``: [L, P]."""
+    by_lang = g.drop_duplicates("language").set_index("language")
+    return np.array(by_lang.loc[langs, "dense_paragraph_nll"].tolist())
 
 
 def paragraph_pages(row, metric: str, n: int) -> np.ndarray:
