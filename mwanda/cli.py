@@ -159,10 +159,14 @@ def _add_build_args(build: argparse.ArgumentParser) -> None:
     tasks.add_argument("--n-items", type=int, default=200, help="continuation items per language")
     tasks.add_argument("--seed", type=int, default=0)
     model = what.add_parser("model", help="retrain the tiny model (about an hour on 2 CPU cores)")
-    model.add_argument("--out", type=Path, help="default: data/models/tiny-ml-llama")
+    model.add_argument(
+        "--out", type=Path, help="default: data/models/tiny-ml-llama (seed 0), else tiny-ml-llama-seed<N>"
+    )
     model.add_argument("--steps", type=int, default=None, help="override TinyConfig.max_steps")
+    model.add_argument("--seed", type=int, default=0, help="training seed (tokenizer sample, init, batches)")
     card = what.add_parser("card", help="re-evaluate the tiny model; rewrite model_card.md and eval.json")
-    card.add_argument("--out", type=Path, help="default: data/models/tiny-ml-llama")
+    card.add_argument("--out", type=Path, help="default: the model of --seed")
+    card.add_argument("--seed", type=int, default=0, help="the model trained with this seed (default: 0)")
     card.add_argument(
         "--max-chars", type=int, help="characters of English per evaluation text (default: the profile's)"
     )
@@ -256,16 +260,22 @@ def cmd_build(args: argparse.Namespace) -> int:
 
         from mwanda.build import tiny_model
 
-        cfg = tiny_model.TinyConfig()
+        if args.seed < 0:
+            raise ConfigError(f"--seed {args.seed}: use a seed >= 0.")
+        cfg = dataclasses.replace(tiny_model.TinyConfig(), seed=args.seed)
         cfg = cfg if args.steps is None else dataclasses.replace(cfg, max_steps=args.steps)
         meta = tiny_model.train(cfg, **_given(args, "out"))
         print(json.dumps({k: meta[k] for k in ("parameters", "tokens_seen", "train_seconds")}))
     elif args.artifact == "card":
         from mwanda.build import model_card
+        from mwanda.build.tiny_model import model_dir
 
         given = _given(args, "out", "max_chars")
-        if "out" in given:
-            given["model_dir"] = given.pop("out")
+        given["model_dir"] = given.pop("out", None) or model_dir(args.seed)
+        if not (given["model_dir"] / "training_meta.json").is_file():
+            raise ConfigError(
+                f"{given['model_dir']} holds no trained model: run `make model SEED={args.seed}` first."
+            )
         model_card.write_card(**given)
     else:
         from mwanda.build import corpus, proxy_tasks, udhr

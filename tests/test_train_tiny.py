@@ -82,6 +82,31 @@ def test_train_entry_point_writes_loadable_model(tmp_path: Path) -> None:
     assert len(tok) == cfg.vocab_size
 
 
+def test_a_training_seed_has_its_own_folder_and_a_cut_run_leaves_the_old_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert tt.model_dir(0) == tt.MODEL_DIR
+    assert tt.model_dir(2) == tt.MODEL_DIR.with_name("tiny-ml-llama-seed2")
+    with pytest.raises(ValueError, match="seed >= 0"):
+        tt.model_dir(-1)
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "keep.txt").write_text("the old model")
+
+    def cut(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tt, "train_loop", cut)
+    cfg = dataclasses.replace(MICRO, langs=("en",), train_split="dev", max_steps=2, seed=3)
+    with pytest.raises(KeyboardInterrupt):
+        tt.train(cfg, out)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]  # untouched; the staging folder is not it
+    monkeypatch.undo()
+    meta = tt.train(cfg, out)
+    assert meta["config"]["seed"] == 3 and not (out / "keep.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # staging renamed into place
+
+
 def test_batch_sampler_shape_seed_and_temperature() -> None:
     streams = {"big": torch.arange(0, 100_000), "small": torch.arange(10**6, 10**6 + 1_000)}
     cfg = dataclasses.replace(MICRO, batch_size=400, context=16)
@@ -214,3 +239,21 @@ def test_committed_card_is_rendered_from_eval_json_and_states_licences(tmp_path:
     card = (tmp_path / "model_card.md").read_text(encoding="utf-8")
     assert card == (MODEL_DIR / "model_card.md").read_text(encoding="utf-8")
     assert "## Licences" in card and "MPL-2.0" in card and "MIT" in card
+
+
+def test_a_replicates_card_names_its_seed_and_how_to_rebuild_it() -> None:
+    meta = json.loads((MODEL_DIR / "training_meta.json").read_text(encoding="utf-8"))
+    report = json.loads((MODEL_DIR / "eval.json").read_text(encoding="utf-8"))
+    meta["config"]["seed"] = 2
+    card = mc.render_card(meta, report)
+    assert card.startswith("# tiny-ml-llama-seed2\n") and "training seed 2" in card
+    assert "`make model SEED=2`" in card and "default model" not in card
+
+
+def test_build_card_refuses_a_seed_with_no_trained_model(capsys: pytest.CaptureFixture[str]) -> None:
+    from mwanda import cli
+
+    assert not tt.model_dir(97).exists()
+    assert cli.main(["build", "card", "--seed", "97"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mwanda: error:") and "make model SEED=97" in err

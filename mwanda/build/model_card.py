@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from mwanda import data
-from mwanda.build.tiny_model import MODEL_DIR, encode, load, unigram_logprobs, unigram_report
+from mwanda.build.tiny_model import MODEL_DIR, encode, load, model_dir, unigram_logprobs, unigram_report
 from mwanda.io import atomic_write_text
 
 # The card measures exactly what the embedded profile's dense record (notebook 00) measures: the
@@ -91,13 +91,19 @@ def render_card(meta: dict[str, Any], report: dict[str, Any]) -> str:
 
 def _card_training(meta: dict[str, Any]) -> list[str]:
     cfg = meta["config"]
+    seed = cfg["seed"]
+    role = (
+        "It is the default model of the\nembedded profile: small enough to prune on a laptop CPU, "
+        "multilingual enough that\ncalibration languages matter."
+        if seed == 0
+        else f"It is the same recipe as the embedded\nprofile's model with training seed {seed}: a "
+        "replicate for the training-seed spread of the\nprimary claims (notebook 10)."
+    )
     return [
-        "# tiny-ml-llama",
+        f"# {model_dir(seed).name}",
         "",
         "A tiny multilingual `LlamaForCausalLM` trained from scratch on the embedded M-Wanda",
-        "corpus (LibreOffice help, see `data/README.md`). It is the default model of the",
-        "embedded profile: small enough to prune on a laptop CPU, multilingual enough that",
-        "calibration languages matter.",
+        "corpus (LibreOffice help, see `data/README.md`). " + role,
         "",
         "## Training",
         "",
@@ -115,7 +121,9 @@ def _card_training(meta: dict[str, Any]) -> list[str]:
         f"({meta['torch_threads']} thread(s), {meta['tokens_seen'] / meta['train_seconds']:,.0f} "
         f"tokens/s), seed {cfg['seed']}",
         "- Weights: float16 safetensors; loss curve in `training_log.csv`",
-        "- Reproduce: `mwanda build model` then `mwanda build card` (`make model`)",
+        "- Reproduce: `mwanda build model` then `mwanda build card` (`make model`)"
+        if seed == 0
+        else f"- Reproduce: `make model SEED={seed}`",
         "",
     ]
 

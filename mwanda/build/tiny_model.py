@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -32,8 +33,19 @@ from typing import Any
 import torch
 
 from mwanda import data
+from mwanda.io import swap_in_dir
 
 MODEL_DIR = data.EMBEDDED_DIR / "models" / "tiny-ml-llama"
+
+
+def model_dir(seed: int = 0) -> Path:
+    """Where the model trained with ``seed`` lives: the committed default for seed 0, a sibling
+    ``tiny-ml-llama-seed<N>`` for the others (the training-seed replicates)."""
+    if seed < 0:
+        raise ValueError(f"seed={seed}: use a seed >= 0.")
+    return MODEL_DIR if seed == 0 else MODEL_DIR.with_name(f"{MODEL_DIR.name}-seed{seed}")
+
+
 EOS = "<|endoftext|>"
 
 
@@ -274,8 +286,11 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def train(cfg: TinyConfig, out: Path = MODEL_DIR) -> dict[str, Any]:
-    """Train tokenizer and model on the embedded train split and save them into ``out``."""
+def train(cfg: TinyConfig, out: Path | None = None) -> dict[str, Any]:
+    """Train tokenizer and model on the embedded train split and save them into ``out``
+    (default: ``model_dir(cfg.seed)``). Checkpoints go to a hidden staging folder beside it,
+    which replaces ``out`` only when training is done: an interrupted run leaves ``out`` as it was."""
+    out = Path(out) if out is not None else model_dir(cfg.seed)
     torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
     langs = list(cfg.langs) or data.languages()
@@ -289,14 +304,17 @@ def train(cfg: TinyConfig, out: Path = MODEL_DIR) -> dict[str, Any]:
     sizes = {lang: len(s) for lang, s in streams.items()}
     print(f"[train_tiny] train tokens: {sum(sizes.values()):,}", file=sys.stderr)
     model = build_model(cfg, tokenizer).to(pick_device())
-    out.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(out)
+    staging = out.with_name(f".{out.name}.partial")
+    if staging.exists():
+        shutil.rmtree(staging)  # a run cut short: its checkpoints are not resumable
+    staging.mkdir(parents=True)
+    tokenizer.save_pretrained(staging)
     rows: list[dict[str, float]] = []
 
     def checkpoint(step: int) -> None:
         # A float16 copy halves the committed size; the training weights stay float32.
-        copy.deepcopy(model).to(torch.float16).save_pretrained(out)
-        _write_log(out / "training_log.csv", rows)
+        copy.deepcopy(model).to(torch.float16).save_pretrained(staging)
+        _write_log(staging / "training_log.csv", rows)
 
     t1 = time.time()
     train_loop(model, BatchSampler(streams, cfg), cfg, log=rows.append, checkpoint=checkpoint)
@@ -312,7 +330,8 @@ def train(cfg: TinyConfig, out: Path = MODEL_DIR) -> dict[str, Any]:
         "device": str(pick_device()),
         "torch_threads": torch.get_num_threads(),
     }
-    (out / "training_meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    (staging / "training_meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    swap_in_dir(staging, out)
     return meta
 
 
