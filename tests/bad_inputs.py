@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from conftest import VOCAB, tiny_model
+from conftest import VOCAB, byte_bpe_tokenizer, tiny_model
 from transformers import AutoConfig, AutoModelForCausalLM
 
 TEXT = {
@@ -57,14 +57,7 @@ class Workspace:
 
 def word_tokenizer():
     """A whitespace BPE small enough for the tiny models' vocabulary of VOCAB ids."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB - 8, special_tokens=["[UNK]"])
-    tok.train_from_iterator(list(TEXT.values()) * 5, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+    return byte_bpe_tokenizer(list(TEXT.values()) * 5, VOCAB - 8, byte_level=False)
 
 
 def _save(model, tokenizer, path: Path) -> Path:

@@ -92,18 +92,22 @@ def calib() -> CalibrationSet:
     return tiny_calib()
 
 
-def byte_bpe_tokenizer(texts: list[str], vocab_size: int):
-    """A small byte-level BPE trained on ``texts``, with <unk>, <s> (BOS) and </s> (EOS)."""
+def byte_bpe_tokenizer(texts: list[str], vocab_size: int, byte_level: bool = True):
+    """A small BPE trained on ``texts``, with <unk>, <s> (BOS) and </s> (EOS). Byte-level (every
+    text encodes; needs vocab_size >= 259 for the 256 bytes) or, with ``byte_level=False``, split
+    on whitespace: small enough for the tiny models' vocabulary of VOCAB ids."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet() if byte_level else []
+    if byte_level:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Whitespace()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<unk>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>"], initial_alphabet=alphabet
     )
     tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>")

@@ -142,3 +142,25 @@ def test_at_most_five_primary_claims_each_with_its_comparison_and_direction():
     for c in claims:
         assert {"statement", "notebook", "base", "other", "sparsity", "direction"} <= set(c), c["id"]
         assert c["direction"].split()[1] in ("<", ">") and 0 < c["sparsity"] < 1
+
+
+def test_a_notebook_of_several_models_names_each_rows_model_and_claim():
+    """Notebook 10's rows carry their model and primary claim: each model is its own Holm family."""
+    seed1 = [
+        claims.rows(_compared(p_value=p, difference=-0.001), "test", f"training seed 1, {cid}").assign(
+            model="tiny model, training seed 1", claim=cid
+        )
+        for cid, p in (("P2", 0.02), ("P3", 0.03))
+    ]
+    other = claims.rows(_compared(p_value=0.02), "test")
+    table = pd.concat(
+        [*(t.assign(notebook="10") for t in seed1), other.assign(notebook="04")], ignore_index=True
+    )
+    judged = claims.judge(table, selectors=[])
+    assert list(judged["model"]) == ["tiny model, training seed 1"] * 2 + ["tiny model"]
+    assert list(judged["claim"]) == ["P2", "P3", "exploratory"]
+    # Holm over the replicate's two rows (0.02 x 2, then max(0.04, 0.03)); the 04 row is a family alone
+    assert judged["p_holm"].tolist() == pytest.approx([0.04, 0.04, 0.02])
+    assert judged["verdict"].tolist() == ["holds"] * 3
+    text = claims.markdown(table.assign(p_value=[0.02, 0.6, 0.02]))
+    assert "tiny model, training seed 1, primary: 2 (1 holds, 1 within noise, 0 reversed)" in text

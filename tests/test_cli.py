@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from conftest import VOCAB, tiny_model
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+from conftest import VOCAB, byte_bpe_tokenizer, tiny_model
+from transformers import AutoModelForCausalLM
 
 from mwanda.cli import main
 from mwanda.core import report as report_mod
@@ -22,16 +22,9 @@ TEXT = {
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny Llama saved with save_pretrained plus a small trained BPE tokenizer."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(
-        list(TEXT.values()) * 5, trainers.BpeTrainer(vocab_size=VOCAB - 8, special_tokens=["[UNK]"])
-    )
     path = tmp_path_factory.mktemp("model") / "tiny"
     tiny_model("llama", layers=2).save_pretrained(path)
-    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(path)
+    byte_bpe_tokenizer(list(TEXT.values()) * 5, VOCAB - 8, byte_level=False).save_pretrained(path)
     return path
 
 

@@ -100,22 +100,33 @@ def primary_selectors(path: Path = PRIMARY_FILE) -> list[tuple[str, dict]]:
 
 
 def judge(table: pd.DataFrame, selectors: list[tuple[str, dict]] | None = None) -> pd.DataFrame:
-    """``table`` without repeated rows, with each row's ``model``, ``claim`` (a primary claim's id,
-    or "exploratory"), Holm-adjusted ``p_holm`` within its (model, primary or not) family, and
-    ``verdict`` at ``ALPHA`` from it (rows without a p-value keep theirs: the seeds' signs)."""
+    """``table`` without repeated rows, with each row's ``model`` (its own column where a notebook
+    measures several models, else by notebook), ``claim`` (a primary claim's id from its own
+    column or a selector, else "exploratory"), Holm-adjusted ``p_holm`` within its (model, primary
+    or not) family, and ``verdict`` at ``ALPHA`` from it (``holm_verdicts``)."""
     out = table.drop_duplicates(list(SAME_ROW)).reset_index(drop=True)
-    out["model"] = [MODELS.get(str(nb), "tiny model") for nb in out["notebook"]]
-    claim = pd.Series("exploratory", index=out.index)
+    by_notebook = pd.Series([MODELS.get(str(nb), "tiny model") for nb in out["notebook"]], index=out.index)
+    out["model"] = out["model"].fillna(by_notebook) if "model" in out else by_notebook
+    claim = (
+        out["claim"].fillna("exploratory") if "claim" in out else pd.Series("exploratory", index=out.index)
+    )
     for cid, sel in primary_selectors() if selectors is None else selectors:
         hit = np.logical_and.reduce([out[k].astype(str) == v for k, v in sel.items()])
         claim[hit] = cid
     out["claim"] = claim
-    p_holm = pd.Series(np.nan, index=out.index)
-    for _, family in out.groupby(["model", out["claim"] == "exploratory"]):
-        p_holm[family.index] = holm(family["p_value"].to_numpy(dtype=float))
-    out["p_holm"] = p_holm
-    sure = out["p_holm"] < ALPHA
-    judged = np.where(sure, np.where(out["difference"] < 0, "holds", "reversed"), "within noise")
+    families = out.groupby(["model", out["claim"] == "exploratory"], sort=False)
+    return pd.concat([holm_verdicts(family) for _, family in families]).loc[out.index]
+
+
+def holm_verdicts(family: pd.DataFrame) -> pd.DataFrame:
+    """``family`` with ``p_holm``, its p-values Holm-adjusted over all its rows, and ``verdict``
+    at ``ALPHA`` from it: holds (or reversed) only if the adjusted p-value is below it; rows
+    without a p-value keep their verdict (the seeds' signs)."""
+    out = family.copy()
+    out["p_holm"] = holm(out["p_value"].to_numpy(dtype=float))
+    judged = np.where(
+        out["p_holm"] < ALPHA, np.where(out["difference"] < 0, "holds", "reversed"), "within noise"
+    )
     out["verdict"] = np.where(out["p_holm"].isna(), out["verdict"], judged)
     return out
 
