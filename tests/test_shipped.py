@@ -161,6 +161,25 @@ def test_replace_shipped_swaps_in_a_whole_folder_or_nothing(computed, tmp_path):
     assert len(list(old.glob("*.parquet"))) == 2 and not list(tmp_path.glob(".shipped-*"))
 
 
+def test_prune_removes_what_no_notebook_read_and_only_after_a_whole_build(computed, tmp_path):
+    recs = computed[1]
+    ship_dir, build = tmp_path / "shipped", tmp_path / "build"
+    for rec in recs:
+        shipped.write(rec, ship_dir)
+    build.mkdir()
+    (build / f"01_a{reproduce.LOG_SUFFIX}").write_text(f"{recs[0]['key']}\tshipped\n")
+    with pytest.raises(experiments.ConfigError, match="no record log of 02_b: run `make figures`"):
+        reproduce.prune(build, ["01_a", "02_b"], ship_dir)
+    assert len(list(ship_dir.glob("*.parquet"))) == 2  # refused before removing anything
+    (build / f"02_b{reproduce.LOG_SUFFIX}").write_text("")
+    assert reproduce.prune(build, ["01_a", "02_b"], ship_dir) == [recs[1]["key"]]
+    assert shipped.read(shipped.shipped_path(recs[0]["key"], ship_dir)) == recs[0]
+    assert len(list((ship_dir / "texts").glob("*.parquet"))) == 1  # still named by the record left
+    (build / f"01_a{reproduce.LOG_SUFFIX}").write_text("")
+    assert reproduce.prune(build, ["01_a", "02_b"], ship_dir) == [recs[0]["key"]]
+    assert not list(ship_dir.rglob("*.parquet"))  # the text went with the last record naming it
+
+
 def test_the_shipped_configs_become_a_grid_for_the_sweep(computed, tmp_path):
     for rec in computed[1]:
         shipped.write(rec, tmp_path)
@@ -190,6 +209,7 @@ def test_make_wires_the_spot_check_the_record_logs_and_reproduce():
         "MWANDA_RECORD_LOG=" + str(REPO_ROOT / "build" / "embedded" / "04_mwanda_vs_wanda.records") in figures
     )
     assert "mwanda.study.reproduce status" in figures
+    assert "reproduce prune" in dry("ship", "PRUNE=1") and "reproduce prune" not in dry("ship")
     again = dry("reproduce")
     fresh = REPO_ROOT / "build" / "reproduce" / "results"
     assert f"-p results_dir {fresh}" in again and "check --count 0" in again

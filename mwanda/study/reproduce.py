@@ -6,6 +6,8 @@
   check of ``make figures``); the seed is printed so a failure can be rerun.
 - ``status``: which notebooks of the last ``make figures`` computed records instead of reading
   shipped ones (new configs, or stale records whose key no longer matches the code).
+- ``prune``: after a ``make figures`` of every notebook, remove the shipped records none of them
+  read (stale ones a changed config left behind) and the texts no record names.
 - ``grid``: the shipped configs of a profile as a grid file for ``mwanda sweep`` (a cluster).
 
 ``make figures`` sets ``MWANDA_RECORD_LOG`` per notebook; the runner appends each record's key and
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from mwanda import REPO_ROOT
 from mwanda.core.config import ConfigError
 from mwanda.io import swap_in_dir, umask
 from mwanda.study import experiments, shipped
@@ -72,6 +75,30 @@ def ship(keys: list[str], from_dir: Path, shipped_dir: Path | None = None) -> li
             (shipped_dir / folder).mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, shipped_dir / folder / path.name)
     return paths
+
+
+def prune(build_dir: Path, notebooks: list[str], shipped_dir: Path | None = None) -> list[str]:
+    """Remove the shipped records no notebook of ``build_dir`` read or computed, and the texts no
+    remaining record names; return the removed keys. Refused unless every one of ``notebooks``
+    left its record log there: a partial build would not know what the others read."""
+    shipped_dir = Path(shipped_dir or shipped.SHIPPED_DIR)
+    logs = read_logs(build_dir)
+    missing = sorted(set(notebooks) - set(logs))
+    if missing:
+        raise ConfigError(
+            f"{build_dir} has no record log of {', '.join(missing)}: run `make figures` (every "
+            "notebook) first, then prune."
+        )
+    read = {key for entries in logs.values() for key, _ in entries}
+    removed = sorted(p.name.removesuffix(shipped.SUFFIX) for p in shipped_dir.glob(f"*{shipped.SUFFIX}"))
+    removed = [key for key in removed if key not in read]
+    for key in removed:
+        shipped.shipped_path(key, shipped_dir).unlink()
+    named = {shipped.text_of(p) for p in shipped_dir.glob(f"*{shipped.SUFFIX}")}
+    for text in (shipped_dir / shipped.TEXTS).glob(f"*{shipped.SUFFIX}"):
+        if text.name.removesuffix(shipped.SUFFIX) not in named:
+            text.unlink()
+    return removed
 
 
 def replace_shipped(from_dir: Path, shipped_dir: Path | None = None) -> int:
@@ -174,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default="embedded", help="whose records (default: embedded)")
     p = sub.add_parser("status", help="name the notebooks of a build that computed unshipped records")
     p.add_argument("build", type=Path)
+    p = sub.add_parser("prune", help="remove the shipped records no notebook of a whole build read")
+    p.add_argument("build", type=Path)
     p = sub.add_parser("grid", help="the shipped configs of a profile as a grid file for `mwanda sweep`")
     p.add_argument("--profile", default="embedded", help="whose configs (default: embedded)")
     args = parser.parse_args(argv)
@@ -189,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(3), "big")
         return spot_check(args.count, seed, args.profile)
+    if args.command == "prune":
+        notebooks = [p.stem for p in sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+        removed = prune(args.build, notebooks)
+        print(
+            f"removed {len(removed)} shipped records no notebook read" + "".join(f"\n  {k}" for k in removed)
+        )
+        return 0
     if args.command == "status":
         lines = status(args.build)
         print(*(lines or ["every notebook read shipped records only"]), sep="\n")

@@ -109,6 +109,13 @@ def write(rec: dict, shipped_dir: str | Path) -> Path:
     return path
 
 
+def text_of(path: str | Path) -> str | None:
+    """The digest of the text a shipped record names (None for a record without paragraphs),
+    read from its metadata alone."""
+    head = json.loads(pq.ParquetFile(path).schema_arrow.metadata[META_KEY])
+    return head.get("text")
+
+
 def read(path: str | Path) -> dict | None:
     """The record shipped at ``path`` (None if there is none), checked as a JSON record is;
     a damaged file, or one whose text is missing, raises RecordError."""
