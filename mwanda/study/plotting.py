@@ -360,23 +360,27 @@ def differences(rows, title: str = "", names=None) -> plt.Figure:
     return fig
 
 
-def by_replicate(table, statements: dict[str, str], title: str = "") -> plt.Figure:
+def by_replicate(table, names: dict[str, str], title: str = "") -> plt.Figure:
     """Each primary claim's effect on each training seed's model (``replicates.primary_comparisons``
-    rows with ``training_seed``): a point per model with the hierarchical 95% interval, the models
-    of one claim side by side; left of the dashed line the claim's direction (P1: English lower)."""
+    rows with ``training_seed``), one panel per claim on its own scale: a point per model with the
+    hierarchical 95% interval; left of the dashed line is the claim's direction (P1: English lower)."""
     claims_ = list(dict.fromkeys(table["claim"]))
     seeds = sorted(table["training_seed"].unique())
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(claims_) * len(seeds) / 2 + 1.5))
-    for k, seed in enumerate(seeds):
-        part = table[table["training_seed"] == seed].set_index("claim").loc[claims_]
-        y = np.arange(len(claims_))[::-1] * (len(seeds) + 1) + (len(seeds) - 1 - k)
+    fig, axes = plt.subplots(
+        len(claims_), 1, figsize=(7, 0.45 * len(seeds) * len(claims_) + 1.2), squeeze=False
+    )
+    for ax, claim in zip(axes[:, 0], claims_, strict=True):
+        part = table[table["claim"] == claim].set_index("training_seed").loc[seeds]
+        y = np.arange(len(seeds))[::-1]
         pts = {c: part[c].to_numpy(dtype=float) * 100 for c in ("difference", "h_low", "h_high")}
-        color = f"C{k}"
-        ax.hlines(y, pts["h_low"], pts["h_high"], color=color, lw=3, alpha=0.6)
-        ax.scatter(pts["difference"], y, color=color, s=18, zorder=3, label=f"training seed {seed}")
-    centre = np.arange(len(claims_))[::-1] * (len(seeds) + 1) + (len(seeds) - 1) / 2
-    ax.set_yticks(centre, [f"{c}: {statements.get(c, c)}" for c in claims_])
-    ax.axvline(0, color="#555555", ls="--", lw=1)
-    ax.set(xlabel="effect (points of mean relative increase; 95% over languages, pages, seeds)", title=title)
-    ax.legend(loc="best", fontsize="small")
+        colors = [f"C{k}" for k in range(len(seeds))]
+        ax.hlines(y, pts["h_low"], pts["h_high"], color=colors, lw=3, alpha=0.6)
+        ax.scatter(pts["difference"], y, color=colors, s=18, zorder=3)
+        ax.axvline(0, color="#555555", ls="--", lw=1)
+        ax.set_yticks(y, [f"seed {n}" for n in seeds])
+        ax.set_ylim(-0.7, len(seeds) - 0.3)
+        ax.set_title(f"{claim}: {names.get(claim, claim)}", fontsize="medium", loc="left")
+    axes[-1, 0].set_xlabel("effect (points of mean relative increase; 95% over languages, pages, seeds)")
+    fig.suptitle(title)
+    fig.tight_layout()
     return fig

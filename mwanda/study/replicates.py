@@ -16,6 +16,14 @@ import pandas as pd
 from mwanda.study import claims, results, sweep
 
 TINY_MODEL = "data/models/tiny-ml-llama"  # the embedded profile's model, training seed 0
+# What each primary claim compares here, in a figure's few words (data/primary_claims.yaml says more).
+COMPARISONS = {
+    "P1": "English vs the other 19 languages, Wanda at 60%",
+    "P2": "M-Wanda vs Wanda at 50%",
+    "P3": "M-Wanda vs Wanda at 60%",
+    "P4": "M-Wanda + CWL vs M-Wanda (uniform) at 60%",
+    "P5": "M-Wanda vs Wanda outside a 4-language calibration set, 50%",
+}
 
 
 def training_replicates(model: str, training_seeds: list[int]) -> dict[int, str]:
