@@ -240,6 +240,8 @@ def _given(args: argparse.Namespace, *names: str) -> dict:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """The one entry point of the builders; their code is imported only here."""
+    if args.artifact in ("model", "card") and args.seed < 0:  # a training seed names a folder
+        raise ConfigError(f"--seed {args.seed}: use a seed >= 0.")
     if args.artifact == "corpus":
         from mwanda.build import corpus
 
@@ -260,8 +262,6 @@ def cmd_build(args: argparse.Namespace) -> int:
 
         from mwanda.build import tiny_model
 
-        if args.seed < 0:
-            raise ConfigError(f"--seed {args.seed}: use a seed >= 0.")
         cfg = dataclasses.replace(tiny_model.TinyConfig(), seed=args.seed)
         cfg = cfg if args.steps is None else dataclasses.replace(cfg, max_steps=args.steps)
         meta = tiny_model.train(cfg, **_given(args, "out"))

@@ -257,3 +257,6 @@ def test_build_card_refuses_a_seed_with_no_trained_model(capsys: pytest.CaptureF
     assert cli.main(["build", "card", "--seed", "97"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("mwanda: error:") and "make model SEED=97" in err
+    for artifact in ("model", "card"):  # a negative seed names no folder: refused before any work
+        assert cli.main(["build", artifact, "--seed", "-1"]) == 2
+        assert "--seed -1: use a seed >= 0." in capsys.readouterr().err

@@ -90,8 +90,8 @@ def prune(build_dir: Path, notebooks: list[str], shipped_dir: Path | None = None
             "notebook) first, then prune."
         )
     read = {key for entries in logs.values() for key, _ in entries}
-    removed = sorted(p.name.removesuffix(shipped.SUFFIX) for p in shipped_dir.glob(f"*{shipped.SUFFIX}"))
-    removed = [key for key in removed if key not in read]
+    keys = sorted(p.name.removesuffix(shipped.SUFFIX) for p in shipped_dir.glob(f"*{shipped.SUFFIX}"))
+    removed = [key for key in keys if key not in read]
     for key in removed:
         shipped.shipped_path(key, shipped_dir).unlink()
     named = {shipped.text_of(p) for p in shipped_dir.glob(f"*{shipped.SUFFIX}")}
