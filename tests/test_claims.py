@@ -164,3 +164,65 @@ def test_a_notebook_of_several_models_names_each_rows_model_and_claim():
     assert judged["verdict"].tolist() == ["holds"] * 3
     text = claims.markdown(table.assign(p_value=[0.02, 0.6, 0.02]))
     assert "tiny model, training seed 1, primary: 2 (1 holds, 1 within noise, 0 reversed)" in text
+
+
+def _judged_row(notebook, setting, verdict, low, high, **extra) -> dict:
+    return {
+        "notebook": notebook,
+        "split": "test",
+        "setting": setting,
+        "other": "M-Wanda",
+        "base": "Wanda",
+        "difference": (low + high) / 2,
+        "low": low,
+        "high": high,
+        "h_low": low * 2,
+        "h_high": high * 2,
+        "verdict": verdict,
+    } | extra
+
+
+def test_changes_say_whether_the_statistics_or_the_numbers_moved_a_verdict():
+    from mwanda.study import changes
+
+    before = pd.DataFrame(
+        [
+            _judged_row(1, "kept", "holds", -0.3, -0.1),
+            _judged_row(1, "statistics", "holds", -0.3, -0.1),
+            _judged_row(1, "numbers", "holds", -0.3, -0.1),
+            _judged_row(4, "gone", "reversed", 0.1, 0.2),
+        ]
+    )[changes.SNAPSHOT_COLUMNS[:5] + ["difference", "low", "high", "verdict"]]
+    now = pd.DataFrame(
+        [
+            _judged_row("01", "kept", "holds", -0.3, -0.1),
+            _judged_row("01", "statistics", "within noise", -0.3, -0.1),  # paired still below 0
+            _judged_row("01", "numbers", "within noise", -0.2, 0.1),  # paired crosses 0 now
+            _judged_row("04", "new", "holds", -0.2, -0.1),
+            _judged_row("09", "another model", "holds", -0.2, -0.1),  # a notebook added since
+        ]
+    )
+    out = changes.compare(before, now).set_index("setting")["change"].to_dict()
+    assert out == {
+        "kept": "same",
+        "statistics": "statistics",
+        "numbers": "numbers",
+        "gone": "gone",
+        "new": "new",
+    }
+    table = changes.markdown(changes.compare(before, now))
+    assert "| 01 | test | numbers | M-Wanda vs Wanda | -20.00 [-30.00, -10.00] | holds |" in table
+    assert "| kept |" not in table and "| new |" not in table
+    assert table.endswith("5 rows: 1 same, 1 statistics, 1 numbers, 1 new, 1 gone.\n")
+
+
+def test_the_results_page_holds_the_changes_against_the_kept_table():
+    from mwanda.study import changes
+
+    before = pd.read_csv(changes.BEFORE)
+    assert not before.duplicated(changes.KEY).any() and set(before["verdict"]) <= {
+        "holds",
+        "within noise",
+        "reversed",
+    }
+    assert changes.block() in (REPO_ROOT / "docs" / "results.md").read_text(encoding="utf-8")

@@ -8,7 +8,8 @@ markdown table and writes it into ``docs/results.md`` between two markers:
     python -m mwanda.study.claims docs/results.md --update
 
 so the full table is never typed by hand: a test checks that the page holds exactly
-what the committed CSVs say.
+what the committed CSVs say. The same command writes ``changes``' list of the verdicts the
+statistics rerun changed.
 
 Verdicts: each model's rows form two families, its primary claims (``data/primary_claims.yaml``,
 each tied to its rows by a ``rows`` selector) and everything else (exploratory); within a family
@@ -203,7 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, default=REPO_ROOT / "figures", help="committed figures")
     parser.add_argument("--update", action="store_true", help="write the block into the page")
     args = parser.parse_args(argv)
-    return sync_block(args.readme, block(args.figures), "claims table", args.update)
+    from mwanda.study import changes  # it builds on this module
+
+    status = sync_block(args.readme, block(args.figures), "claims table", args.update)
+    if changes.START not in args.readme.read_text(encoding="utf-8"):  # a page of the table only
+        return status
+    new_block = changes.block(args.figures)
+    return sync_block(args.readme, new_block, "changes", args.update, changes.START, changes.END) or status
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ a placeholder that names where it comes from, so prose and data cannot drift:
         -> +3.50% vs +3.89%, -0.39 [-0.77, -0.02], 12/20, p 0.118 (Holm): within noise
     {{04 | test | 60% | M-Wanda vs Wanda | effect}}  -> -0.39 [-0.77, -0.02]
     {{csv 01 wanda_relative_increase.csv | language=en; sparsity=0.6 | mean rel_increase | +.1%}}
+    {{changes}}  -> how many verdicts the statistics rerun changed, and why (study/changes.py)
 
 Inside a markdown table the bars are escaped (``\\|``). A comparison is a row of
 ``docs/results.md``'s table (``claims.judge``: hierarchical interval,
@@ -30,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from mwanda import REPO_ROOT
-from mwanda.study import claims
+from mwanda.study import changes, claims
 
 TEMPLATE = REPO_ROOT / "docs" / "claims_template.md"
 START = (
@@ -121,6 +122,8 @@ def render(template: str, figures: Path = REPO_ROOT / "figures") -> str:
 
     def one(m: re.Match) -> str:
         spec = [s.strip().rstrip("\\").strip() for s in m.group(1).split("|")]  # "\|" inside a table
+        if spec == ["changes"]:
+            return changes.summary(figures)
         return value(spec, figures) if spec[0].startswith("csv ") else comparison(spec, figures)
 
     _judged.cache_clear()  # the CSVs may have changed since the last render
