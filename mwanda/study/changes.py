@@ -26,6 +26,7 @@ import pandas as pd
 
 from mwanda import REPO_ROOT
 from mwanda.study import claims
+from mwanda.study.claims import points
 
 BEFORE = REPO_ROOT / "data" / "claims_before_rerun.csv"
 KEY = ["notebook", "split", "setting", "other", "base"]
@@ -66,30 +67,29 @@ def compare(before: pd.DataFrame, judged: pd.DataFrame) -> pd.DataFrame:
     return both.drop(columns="_merge")
 
 
-def markdown(changed: pd.DataFrame) -> str:
+def markdown(table: pd.DataFrame) -> str:
     """The rows whose verdict changed, old and new, with the reason; then the counts."""
-    pts = lambda v: "–" if pd.isna(v) else f"{v * 100:+.2f}"  # noqa: E731
     lines = [
         "| nb | split | setting | comparison | before: effect, paired 95% | verdict | now: effect, "
         "hierarchical 95% | verdict | why |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    moved = changed[~changed["change"].isin(["same", "new"])]
+    moved = table[~table["change"].isin(["same", "new"])]
     for _, r in moved.iterrows():
-        before = f"{pts(r['difference_before'])} [{pts(r['low_before'])}, {pts(r['high_before'])}]"
-        now = f"{pts(r['difference'])} [{pts(r['h_low'])}, {pts(r['h_high'])}]"
+        before = f"{points(r['difference_before'])} [{points(r['low_before'])}, {points(r['high_before'])}]"
+        now = f"{points(r['difference'])} [{points(r['h_low'])}, {points(r['h_high'])}]"
         lines.append(
             f"| {r['notebook']} | {r['split']} | {r['setting']} | {r['other']} vs {r['base']} | "
             f"{before} | {r['verdict_before']} | {now} | {_or_dash(r['verdict'])} | {r['change']} |"
         )
-    counts = changed["change"].value_counts()
+    counts = table["change"].value_counts()
     summary = ", ".join(f"{counts.get(c, 0)} {c}" for c in ("same", "statistics", "numbers", "new", "gone"))
-    return "\n".join(lines) + f"\n\n{len(changed)} rows: {summary}.\n"
+    return "\n".join(lines) + f"\n\n{len(table)} rows: {summary}.\n"
 
 
 def summary(figures: Path | str = REPO_ROOT / "figures", before: Path = BEFORE) -> str:
     """One sentence for the README: how many verdicts changed, and for which reason."""
-    c = compare(pd.read_csv(before), claims.judge(claims.collect(figures)))
+    c = changed(figures, before)
     counts = c["change"].value_counts()
     kept = len(c) - counts.get("new", 0)
     return (
@@ -102,8 +102,12 @@ def summary(figures: Path | str = REPO_ROOT / "figures", before: Path = BEFORE) 
 
 def block(figures: Path | str = REPO_ROOT / "figures", before: Path = BEFORE) -> str:
     """The page's generated block, markers included."""
-    changed = compare(pd.read_csv(before), claims.judge(claims.collect(figures)))
-    return f"{START}\n{markdown(changed)}{END}"
+    return f"{START}\n{markdown(changed(figures, before))}{END}"
+
+
+def changed(figures: Path | str = REPO_ROOT / "figures", before: Path = BEFORE) -> pd.DataFrame:
+    """``compare`` of the kept table with the committed figures' judged one."""
+    return compare(pd.read_csv(before), claims.judge(claims.collect(figures)))
 
 
 def _keyed(table: pd.DataFrame) -> pd.DataFrame:

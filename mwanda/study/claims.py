@@ -132,13 +132,17 @@ def holm_verdicts(family: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def points(v: float) -> str:
+    """A difference of mean relative increases in percentage points, signed; "–" where missing."""
+    return "–" if pd.isna(v) else f"{v * 100:+.2f}"
+
+
 def markdown(table: pd.DataFrame) -> str:
     """One line per comparison (``judge``d): effect and both intervals in percentage points of
     mean relative increase (negative: the first method degrades less), languages where it is
     lower, the Holm-adjusted p-value and the verdict."""
     table = judge(table)
-    pts = lambda v: "–" if pd.isna(v) else f"{v * 100:+.2f}"  # noqa: E731
-    span = lambda lo, hi: "–" if pd.isna(lo) else f"{pts(lo)} to {pts(hi)}"  # noqa: E731
+    span = lambda lo, hi: "–" if pd.isna(lo) else f"{points(lo)} to {points(hi)}"  # noqa: E731
     lines = [
         "| nb | claim | split | setting | comparison | means | effect (points) | 95%: paragraphs, seeds | "
         "95%: languages, pages, seeds | lower in | seeds | p (Holm) | verdict |",
@@ -149,7 +153,7 @@ def markdown(table: pd.DataFrame) -> str:
         lines.append(
             f"| {r['notebook']} | {r['claim']} | {r['split']} | {r['setting']} | "
             f"{r['other']} vs {r['base']} | "
-            f"{r['other_mean']:+.2%} vs {r['base_mean']:+.2%} | {pts(r['difference'])} | "
+            f"{r['other_mean']:+.2%} vs {r['base_mean']:+.2%} | {points(r['difference'])} | "
             f"{span(r['low'], r['high'])} | {span(r['h_low'], r['h_high'])} | "
             f"{int(r['languages_better'])}/{int(r['languages'])} | {int(r['seeds'])} | {p} | {r['verdict']} |"
         )
