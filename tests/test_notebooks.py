@@ -16,8 +16,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SMOKE = yaml.safe_load((ROOT / "notebooks" / "params" / "smoke.yaml").read_text())
 
 
-def test_notebooks_are_numbered_00_to_09():
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(10)]
+def test_notebooks_are_numbered_00_to_10():
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(11)]
 
 
 @pytest.fixture(scope="module")

@@ -205,10 +205,12 @@ def test_committed_model_reproduces_card(committed: tuple[torch.nn.Module, objec
     model, tok = committed
     report = json.loads((MODEL_DIR / "eval.json").read_text(encoding="utf-8"))
     assert (report["max_chars"], report["window"]) == (mc.CARD_MAX_CHARS, mc.CARD_WINDOW)
+    assert report["eval_sample"] == mc.CARD_EVAL_SAMPLE
     cfg = experiments.make_config("embedded", eval_langs=["en", "ja", "hi"], tasks=[])
+    assert (cfg.eval_max_chars, cfg.eval_sample) == (mc.CARD_MAX_CHARS, mc.CARD_EVAL_SAMPLE)
     for split in ("test", "udhr"):
         assert experiments._eval_texts(cfg, split) == data.parallel_text(
-            cfg.eval_langs, split, mc.CARD_MAX_CHARS
+            cfg.eval_langs, split, mc.CARD_MAX_CHARS, mc.CARD_EVAL_SAMPLE
         )
     rows, _, paragraphs = experiments.evaluate(model, tok, cfg, progress=False)
     assert set(paragraphs) == {"bpb", "udhr_bpb"} and set(paragraphs["bpb"]) == {"en", "ja", "hi"}

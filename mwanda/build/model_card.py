@@ -21,6 +21,7 @@ from mwanda.io import atomic_write_text
 # same parallel text, window and batch size, through mwanda.evaluation.perplexity. A test keeps
 # these equal to profiles.yaml.
 CARD_MAX_CHARS = 5000  # embedded profile: eval_max_chars
+CARD_EVAL_SAMPLE = "pages"  # embedded profile: eval_sample (round-robin over help pages)
 CARD_BATCH_SIZE = 16  # embedded profile: batch_size
 CARD_WINDOW = 256  # the model's context: min(context, 2048), as the runner
 
@@ -34,7 +35,7 @@ def evaluate(
 
     results: dict[str, dict[str, dict[str, float]]] = {lang: {} for lang in langs}
     for split in ("test", "udhr"):
-        texts = data.parallel_text(langs, split, max_chars)
+        texts = data.parallel_text(langs, split, max_chars, CARD_EVAL_SAMPLE)
         res = per_language_perplexity(model, tokenizer, texts, CARD_WINDOW, None, CARD_BATCH_SIZE, False)
         for lang in langs:
             results[lang][split] = res[lang].to_dict()
@@ -42,7 +43,7 @@ def evaluate(
         # fitted on the calibration split: committed (train is not), disjoint from test and UDHR
         unigram = unigram_logprobs(encode(tokenizer, data.load_text(lang, "calib")), len(tokenizer))
         for split in ("test", "udhr"):
-            text = data.parallel_text([lang], split, max_chars)[lang]
+            text = data.parallel_text([lang], split, max_chars, CARD_EVAL_SAMPLE)[lang]
             results[lang][split] |= unigram_report(tokenizer, text, unigram)
         print(f"[card] {lang}: {results[lang]['test']['bpb']:.3f} bits per byte", file=sys.stderr)
     return results
@@ -78,7 +79,13 @@ def write_card(model_dir: Path = MODEL_DIR, max_chars: int | None = CARD_MAX_CHA
     langs = data.languages()
     results = evaluate(model, tokenizer, langs, max_chars)
     gen = {lang: samples(model, tokenizer, lang) for lang in langs}
-    report = {"max_chars": max_chars, "window": CARD_WINDOW, "results": results, "samples": gen}
+    report = {
+        "max_chars": max_chars,
+        "eval_sample": CARD_EVAL_SAMPLE,
+        "window": CARD_WINDOW,
+        "results": results,
+        "samples": gen,
+    }
     atomic_write_text(model_dir / "eval.json", json.dumps(report, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(model_dir / "model_card.md", render_card(meta, report))
     return report
@@ -136,7 +143,9 @@ def _card_perplexity(meta: dict[str, Any], report: dict[str, Any]) -> list[str]:
         f"Token perplexity and bits per byte with lm-eval's rolling {report['window']}-token windows "
         "(`mwanda.evaluation.perplexity`, every token predicted once) on the embedded profile's "
         f"evaluation text: the parallel paragraphs that fit {report['max_chars']:,} characters of "
-        "English, the same in every language, so these are the dense numbers of notebook 00. "
+        "English, drawn round-robin over the split's help pages (`eval_sample: pages`; each UDHR "
+        "article is its own page), the same in every language, so these are the dense numbers of "
+        "notebook 00. "
         "Unigram = add-one-smoothed unigram over the language's calibration-split tokens "
         "(committed, unlike train), on the same text.",
         "",
