@@ -297,9 +297,10 @@ def test_missing_evaluation_data_fails_before_the_model_loads(model_dir, tmp_pat
 
 # Keys of the default configs, computed before model resolution moved to models.resolve_model:
 # existing results/ records must keep matching. Change them only with the embedded model's weights or
-# SCORING_VERSION (2: the cross-entropy layout changed bits per byte by up to ~1e-6).
+# SCORING_VERSION (2: the cross-entropy layout changed bits per byte by up to ~1e-6), or with the
+# embedded profile's evaluation text (issue 25: eval_sample pages).
 STABLE_KEYS = {
-    ("embedded", "wanda"): "42119cae8b935ee19d23",  # issue 25: eval_sample pages
+    ("embedded", "wanda"): "42119cae8b935ee19d23",
     ("smoke", "mwanda"): "a49baa7f2535d94cedcb",
 }
 

@@ -34,17 +34,20 @@ def evaluate(
     from mwanda.evaluation.perplexity import per_language_perplexity
 
     results: dict[str, dict[str, dict[str, float]]] = {lang: {} for lang in langs}
-    for split in ("test", "udhr"):
-        texts = data.parallel_text(langs, split, max_chars, CARD_EVAL_SAMPLE)
-        res = per_language_perplexity(model, tokenizer, texts, CARD_WINDOW, None, CARD_BATCH_SIZE, False)
+    texts = {
+        split: data.parallel_text(langs, split, max_chars, CARD_EVAL_SAMPLE) for split in ("test", "udhr")
+    }
+    for split in texts:
+        res = per_language_perplexity(
+            model, tokenizer, texts[split], CARD_WINDOW, None, CARD_BATCH_SIZE, False
+        )
         for lang in langs:
             results[lang][split] = res[lang].to_dict()
     for lang in langs:
         # fitted on the calibration split: committed (train is not), disjoint from test and UDHR
         unigram = unigram_logprobs(encode(tokenizer, data.load_text(lang, "calib")), len(tokenizer))
-        for split in ("test", "udhr"):
-            text = data.parallel_text([lang], split, max_chars, CARD_EVAL_SAMPLE)[lang]
-            results[lang][split] |= unigram_report(tokenizer, text, unigram)
+        for split in texts:
+            results[lang][split] |= unigram_report(tokenizer, texts[split][lang], unigram)
         print(f"[card] {lang}: {results[lang]['test']['bpb']:.3f} bits per byte", file=sys.stderr)
     return results
 
